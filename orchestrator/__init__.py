@@ -1,0 +1,1 @@
+"""Runbook orchestrator: the domain (no web framework, no browser)."""

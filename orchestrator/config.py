@@ -1,0 +1,75 @@
+"""Settings from ORCH_* environment variables: the only place configuration is read."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    redis_url: str | None
+    runbooks_dir: Path
+    browser_path: str | None
+    host: str
+    port: int
+    worker_concurrency: int
+    public_url: str
+    secret_key: str = field(repr=False)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        data_dir = Path(_env("ORCH_DATA_DIR", "var")).resolve()
+        host = _env("ORCH_HOST", "127.0.0.1")
+        port = int(_env("ORCH_PORT", "8000"))
+        return cls(
+            data_dir=data_dir,
+            database_url=_env("ORCH_DATABASE_URL", f"sqlite+aiosqlite:///{data_dir / 'orchestrator.db'}"),
+            redis_url=os.environ.get("ORCH_REDIS_URL") or None,
+            runbooks_dir=Path(_env("ORCH_RUNBOOKS_DIR", "runbooks")).resolve(),
+            browser_path=os.environ.get("ORCH_BROWSER_PATH") or None,
+            host=host,
+            port=port,
+            worker_concurrency=int(_env("ORCH_WORKER_CONCURRENCY", "4")),
+            public_url=_env("ORCH_PUBLIC_URL", f"http://{host}:{port}").rstrip("/"),
+            secret_key=os.environ.get("ORCH_SECRET_KEY") or _stored_secret(data_dir),
+        )
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def redis(self) -> str:
+        if not self.redis_url:
+            raise RuntimeError("ORCH_REDIS_URL is not set; start the app with `orchestrator dev` or set it.")
+        return self.redis_url
+
+
+def _stored_secret(data_dir: Path) -> str:
+    """The generated key in ORCH_DATA_DIR, created on first use and kept for later runs."""
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    tmp = path.with_suffix(f".{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    try:
+        os.link(tmp, path)  # atomic: the first process to start wins, the others read its key
+    except FileExistsError:
+        key = path.read_text().strip()
+    finally:
+        tmp.unlink()
+    return key

@@ -1,0 +1,163 @@
+"""The tables. The database is the source of truth; Redis only carries the queue and wake-ups."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _when(**kw: Any) -> Any:
+    return Field(sa_type=DateTime(timezone=True), **kw)
+
+
+def _json(default: Any = None) -> Any:
+    if callable(default):
+        return Field(default_factory=default, sa_column=Column(JSON, nullable=False, default=lambda: default()))
+    return Field(default=default, sa_column=Column(JSON, nullable=True))
+
+
+class RunbookVersion(SQLModel, table=True):
+    __tablename__ = "runbook_versions"
+    __table_args__ = (UniqueConstraint("runbook", "version"), UniqueConstraint("runbook", "hash"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    runbook: str = Field(max_length=100, index=True)
+    version: int
+    hash: str = Field(max_length=64)
+    source: str = Field(sa_type=Text)
+    file: str = Field(default="", max_length=500)
+    created_at: datetime = _when(default_factory=utcnow)
+
+
+class Job(SQLModel, table=True):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_runbook_created", "runbook", "created_at"),
+        Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_created", "created_at"),
+        UniqueConstraint("runbook", "idempotency_key", name="uq_jobs_idempotency"),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    runbook: str = Field(max_length=100)
+    version_id: int | None = Field(default=None, foreign_key="runbook_versions.id")
+    runbook_version: int | None = None
+    status: str = Field(max_length=24)
+    priority: str = Field(default="normal", max_length=8)
+    source: str = Field(default="api", max_length=32, index=True)
+    external_id: str | None = Field(default=None, max_length=200, index=True)
+    robot: str | None = Field(default=None, max_length=200)
+    created_by: str | None = Field(default=None, max_length=200)
+    inputs: dict[str, Any] = _json(dict)
+    secret_inputs: str | None = Field(default=None, sa_type=Text)
+    outputs: dict[str, Any] | None = _json()
+    tags: list[str] = _json(list)
+    data: dict[str, Any] = _json(dict)
+    created_at: datetime = _when(default_factory=utcnow)
+    scheduled_at: datetime | None = _when(default=None)
+    started_at: datetime | None = _when(default=None)
+    finished_at: datetime | None = _when(default=None)
+    duration_s: float | None = None
+    summary: str | None = Field(default=None, sa_type=Text)
+    error_message: str | None = Field(default=None, sa_type=Text)
+    error_step_id: str | None = Field(default=None, max_length=200)
+    warnings: bool = False
+    metrics: dict[str, Any] = _json(dict)
+    record_counts: dict[str, Any] = _json(dict)
+    approval: dict[str, Any] | None = _json()
+    checkpoint: dict[str, Any] | None = _json()
+    parent_id: str | None = Field(default=None, max_length=32, index=True)
+    attempt: int = 1
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    updated_at: datetime = _when(default_factory=utcnow)
+
+
+class JobStep(SQLModel, table=True):
+    __tablename__ = "job_steps"
+    __table_args__ = (UniqueConstraint("job_id", "step_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(foreign_key="jobs.id", max_length=32, index=True)
+    position: int
+    step_id: str = Field(max_length=200)
+    name: str | None = Field(default=None, max_length=500)
+    action: str = Field(max_length=32)
+    status: str = Field(default="pending", max_length=16)
+    started_at: datetime | None = _when(default=None)
+    finished_at: datetime | None = _when(default=None)
+    duration_s: float | None = None
+    retries: int = 0
+    attempt: int = 1
+    captured: dict[str, Any] | None = _json()
+    error: str | None = Field(default=None, sa_type=Text)
+
+
+class JobRecord(SQLModel, table=True):
+    __tablename__ = "job_records"
+    __table_args__ = (UniqueConstraint("job_id", "sequence"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(foreign_key="jobs.id", max_length=32, index=True)
+    sequence: int
+    record_id: str = Field(max_length=500)
+    record_name: str | None = Field(default=None, max_length=500)
+    status: str = Field(max_length=16)
+    result: Any = _json()
+    error: str | None = Field(default=None, sa_type=Text)
+    processed_at: datetime | None = _when(default=None)
+
+
+class Artifact(SQLModel, table=True):
+    __tablename__ = "artifacts"
+
+    id: str = Field(primary_key=True, max_length=32)
+    job_id: str = Field(foreign_key="jobs.id", max_length=32, index=True)
+    step_id: str | None = Field(default=None, max_length=200)
+    kind: str = Field(max_length=16)
+    name: str = Field(max_length=500)
+    path: str = Field(max_length=500)
+    size: int = Field(default=0, sa_type=BigInteger)
+    mime_type: str = Field(default="application/octet-stream", max_length=200)
+    sha256: str | None = Field(default=None, max_length=64)
+    created_at: datetime = _when(default_factory=utcnow)
+
+
+class JobEvent(SQLModel, table=True):
+    __tablename__ = "job_events"
+    __table_args__ = (Index("ix_job_events_job_id_id", "job_id", "id"), {"sqlite_autoincrement": True})
+
+    id: int | None = Field(default=None, sa_column=Column(Integer().with_variant(BigInteger, "postgresql"),
+                                                          primary_key=True, autoincrement=True))
+    job_id: str = Field(max_length=32)
+    type: str = Field(max_length=16)
+    data: dict[str, Any] = _json(dict)
+    created_at: datetime = _when(default_factory=utcnow)
+
+
+class AuditEntry(SQLModel, table=True):
+    __tablename__ = "audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: str = Field(foreign_key="jobs.id", max_length=32, index=True)
+    at: datetime = _when(default_factory=utcnow)
+    actor: str = Field(max_length=200)
+    action: str = Field(max_length=32)
+    comment: str | None = Field(default=None, sa_type=Text)
+    outcome: str = Field(default="ok", max_length=200)
+
+
+jobs = Job.__table__
+steps = JobStep.__table__
+records = JobRecord.__table__
+artifacts = Artifact.__table__
+events = JobEvent.__table__
+audit = AuditEntry.__table__
+versions = RunbookVersion.__table__
+metadata = SQLModel.metadata

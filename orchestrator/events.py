@@ -1,0 +1,141 @@
+"""One event type: appended to job_events (its row id is the SSE id), then announced through Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+from sqlalchemy import insert, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from orchestrator.db import tables as t
+from orchestrator.db.tables import utcnow
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "orch:events"
+EventType = Literal["snapshot", "status", "step", "screenshot", "approval", "log", "report"]
+#: The events the all-jobs stream carries.
+GLOBAL_TYPES = ("status", "report")
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    job_id: str
+    type: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass
+class Pending:
+    """An event to append in the current write transaction."""
+
+    job_id: str
+    type: str
+    data: dict[str, Any]
+
+
+async def append(conn: AsyncConnection, pending: Sequence[Pending]) -> None:
+    """Append events in one statement. On PostgreSQL a transaction lock keeps id order = commit order,
+    so a reader that saw id N never later finds a smaller id committed (SQLite has one writer anyway)."""
+    if not pending:
+        return
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
+    now = utcnow()
+    await conn.execute(insert(t.events), [
+        {"job_id": p.job_id, "type": p.type, "data": p.data, "created_at": now} for p in pending
+    ])
+
+
+async def publish(redis: Redis, job_ids: Iterable[str]) -> None:
+    """Wake listeners of these jobs. Best effort: readers also poll, so a lost wake-up only delays."""
+    ids = sorted(set(job_ids))
+    if not ids:
+        return
+    try:
+        await redis.publish(CHANNEL, json.dumps(ids))
+    except Exception as exc:  # noqa: BLE001 - Redis down must not fail a committed write
+        log.warning("could not announce events for %s: %s", ids, exc)
+
+
+async def read_after(conn: AsyncConnection, after: int, job_id: str | None = None,
+                     types: Sequence[str] | None = None, limit: int = 500) -> list[Event]:
+    query = select(t.events).where(t.events.c.id > after).order_by(t.events.c.id).limit(limit)
+    if job_id is not None:
+        query = query.where(t.events.c.job_id == job_id)
+    if types:
+        query = query.where(t.events.c.type.in_(types))
+    rows = (await conn.execute(query)).mappings().all()
+    return [Event(r["id"], r["job_id"], r["type"], r["data"], r["created_at"]) for r in rows]
+
+
+async def last_id(conn: AsyncConnection, job_id: str | None = None) -> int:
+    query = select(t.events.c.id).order_by(t.events.c.id.desc()).limit(1)
+    if job_id is not None:
+        query = query.where(t.events.c.job_id == job_id)
+    return (await conn.execute(query)).scalar() or 0
+
+
+class Hub:
+    """One Redis subscription per process, fanned out to in-process waiters by job id."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._waiters: dict[str | None, set[asyncio.Event]] = defaultdict(set)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="event-hub")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def wait(self, job_id: str | None, seconds: float) -> bool:
+        """Wait for news of a job (None: of any job). True when woken, False on timeout."""
+        flag = asyncio.Event()
+        self._waiters[job_id].add(flag)
+        try:
+            async with asyncio.timeout(seconds):
+                await flag.wait()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._waiters[job_id].discard(flag)
+            if not self._waiters[job_id]:
+                self._waiters.pop(job_id, None)
+
+    def _wake(self, job_ids: list[str]) -> None:
+        for key in (None, *job_ids):
+            for flag in self._waiters.get(key, ()):
+                flag.set()
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    self._wake([])  # (re)connected: let everyone re-read what they may have missed
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            self._wake(json.loads(message["data"]))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reconnect after Redis restarts
+                log.warning("event hub lost Redis (%s); reconnecting", exc)
+                self._wake([])
+                await asyncio.sleep(1)

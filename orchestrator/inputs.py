@@ -1,0 +1,130 @@
+"""Validate job inputs against a runbook's typed inputs; every bad field is named."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from orchestrator.errors import InvalidInput
+from orchestrator.runbooks.schema import InputSpec
+
+MASK = "********"
+
+
+def validate(specs: dict[str, InputSpec], given: Any) -> dict[str, Any]:
+    """The clean inputs (defaults applied, types coerced from strings), or InvalidInput naming each field."""
+    if given is None:
+        given = {}
+    if not isinstance(given, dict):
+        raise InvalidInput({"inputs": "must be an object of input names to values"})
+    errors: dict[str, str] = {name: "is not an input of this runbook" for name in given if name not in specs}
+    clean: dict[str, Any] = {}
+    for name, spec in specs.items():
+        value = given.get(name)
+        if value is None or value == "":
+            if spec.required and spec.default is None:
+                errors[name] = "is required"
+            else:
+                clean[name] = spec.default  # declared inputs always exist in templates, None when not given
+            continue
+        try:
+            clean[name] = _check(spec, value)
+        except ValueError as exc:
+            errors[name] = str(exc)
+    if errors:
+        raise InvalidInput(errors)
+    return clean
+
+
+def _check(spec: InputSpec, value: Any) -> Any:
+    value = _COERCE[spec.type](value)
+    if spec.enum is not None and value not in spec.enum:
+        raise ValueError(f"must be one of {', '.join(map(str, spec.enum))}")
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if spec.minimum is not None and value < spec.minimum:
+            raise ValueError(f"must be at least {_num(spec.minimum)}")
+        if spec.maximum is not None and value > spec.maximum:
+            raise ValueError(f"must be at most {_num(spec.maximum)}")
+    if isinstance(value, str) and spec.pattern and not re.fullmatch(spec.pattern, value):
+        raise ValueError(f"must match the pattern {spec.pattern}")
+    return value
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _string(value: Any) -> str:
+    if isinstance(value, str):
+        if len(value) > 100_000:
+            raise ValueError("is longer than 100000 characters")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a string")
+    return str(value)
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("must be an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d{1,18}\s*", value):
+        return int(value)
+    raise ValueError("must be an integer")
+
+
+def _number(value: Any) -> int | float:
+    if isinstance(value, bool):
+        raise ValueError("must be a number")
+    if isinstance(value, int | float) and math.isfinite(value):
+        return value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(number):
+                return int(number) if number.is_integer() and "." not in value else number
+    raise ValueError("must be a number")
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in {"true", "yes", "1", "on", "false", "no", "0", "off"}:
+        return value.lower() in {"true", "yes", "1", "on"}
+    raise ValueError("must be true or false")
+
+
+def _records(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError("must be a JSON list of objects") from None
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ValueError("must be a list of objects")
+    return value
+
+
+def _file(value: Any) -> Any:
+    if isinstance(value, dict) and "artifact_id" in value:
+        return value
+    raise ValueError("must be a file uploaded with the job")
+
+
+_COERCE = {"string": _string, "integer": _integer, "number": _number, "boolean": _boolean, "records": _records,
+           "file": _file}
+
+
+def split_secrets(specs: dict[str, InputSpec], clean: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(inputs safe to store and show, secret values to encrypt)."""
+    public = {k: (MASK if specs.get(k) and specs[k].secret else v) for k, v in clean.items()}
+    secret = {k: v for k, v in clean.items() if specs.get(k) and specs[k].secret}
+    return public, secret

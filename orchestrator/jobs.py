@@ -1,0 +1,227 @@
+"""Jobs: create (validate inputs, lock the version, encrypt secrets, enqueue), list, act."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from orchestrator import inputs as job_inputs
+from orchestrator import queue
+from orchestrator.db import tables as t
+from orchestrator.db.engine import reading, writing
+from orchestrator.db.tables import utcnow
+from orchestrator.errors import InvalidInput, InvalidTransition, JobNotFound, OrchestratorError
+from orchestrator.events import Pending, append, publish
+from orchestrator.services import Services
+from orchestrator.states import ACTIONS, Action, JobStatus, allowed_actions
+from orchestrator.transitions import move
+from orchestrator.views import job_summary, job_view
+
+log = logging.getLogger(__name__)
+
+CONTROL_CHANNEL = "orch:control"
+PRIORITIES = ("low", "normal", "high")
+
+
+@dataclass
+class JobRequest:
+    """What a caller asks for; validated by `create`."""
+
+    inputs: dict[str, Any] = field(default_factory=dict)
+    priority: str | None = None
+    tags: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    run_at: datetime | None = None
+    idempotency_key: str | None = None
+    source: str = "api"
+    actor: str | None = None
+    parent_id: str | None = None
+    preview: bool = False
+
+    @classmethod
+    def from_json(cls, body: Any, **extra: Any) -> JobRequest:
+        """Check the shape of a request body; every problem is named by its field."""
+        if not isinstance(body, dict):
+            raise InvalidInput({"body": "must be a JSON object"})
+        known = {"inputs", "priority", "tags", "data", "run_at", "idempotency_key", "preview"}
+        errors = {k: "is not a known field" for k in body if k not in known}
+        request = cls(**extra)
+        request.inputs = body.get("inputs") or {}
+        if not isinstance(request.inputs, dict):
+            errors["inputs"] = "must be an object"
+        request.priority = body.get("priority")
+        if request.priority is not None and request.priority not in PRIORITIES:
+            errors["priority"] = f"must be one of {', '.join(PRIORITIES)}"
+        request.tags = body.get("tags") or []
+        if not isinstance(request.tags, list) or not all(isinstance(x, str) and len(x) <= 100 for x in request.tags):
+            errors["tags"] = "must be a list of strings of at most 100 characters"
+        request.data = body.get("data") or {}
+        if not isinstance(request.data, dict) or len(json.dumps(request.data)) > 100_000:
+            errors["data"] = "must be an object of at most 100000 characters as JSON"
+        request.run_at = _when(body.get("run_at"), errors)
+        key = body.get("idempotency_key")
+        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 200):
+            errors["idempotency_key"] = "must be a string of 1 to 200 characters"
+        request.idempotency_key = key
+        request.preview = bool(body.get("preview", False))
+        if errors:
+            raise InvalidInput(errors)
+        return request
+
+
+def _when(value: Any, errors: dict[str, str]) -> datetime | None:
+    if value in (None, ""):
+        return None
+    try:
+        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        errors["run_at"] = "must be an ISO 8601 date and time, such as 2026-01-01T08:00:00Z"
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def new_id() -> str:
+    return secrets.token_hex(8)
+
+
+async def create(svc: Services, name: str, request: JobRequest) -> tuple[dict[str, Any], bool]:
+    """Create and enqueue a job; returns (job, created). An idempotency_key seen before returns that job."""
+    version = await svc.catalog.get(name)
+    runbook = version.runbook
+    if runbook.status == "draft" and not request.preview:
+        raise OrchestratorError(f"Runbook {name} is a draft: it can only be run as a preview.")
+    if request.idempotency_key and (existing := await _by_key(svc, name, request.idempotency_key)):
+        return existing, False
+    clean = job_inputs.validate(runbook.inputs, request.inputs)
+    public, secret = job_inputs.split_secrets(runbook.inputs, clean)
+    job_id, now = new_id(), utcnow()
+    status = JobStatus.SCHEDULED if request.run_at and request.run_at > now else JobStatus.QUEUED
+    priority = request.priority or runbook.settings.priority
+    row = {
+        "id": job_id, "runbook": name, "version_id": version.id, "runbook_version": version.number,
+        "status": status.value, "priority": priority, "source": request.source, "created_by": request.actor,
+        "inputs": public, "secret_inputs": svc.box.seal(secret), "tags": request.tags, "data": request.data,
+        "created_at": now, "updated_at": now, "scheduled_at": request.run_at, "parent_id": request.parent_id,
+        "idempotency_key": request.idempotency_key, "metrics": {}, "record_counts": {},
+    }
+    steps = [{"job_id": job_id, "position": i, "step_id": s.id, "name": s.name, "action": s.action,
+              "status": "pending"} for i, s in enumerate(runbook.steps)]
+    event = Pending(job_id, "status", {"job_id": job_id, "status": status.value, "previous": None,
+                                       "at": now.isoformat()})
+    try:
+        async with writing(svc.engine) as conn:
+            await conn.execute(insert(t.jobs).values(**row))
+            await conn.execute(insert(t.steps), steps)
+            await append(conn, [event])
+    except IntegrityError:
+        if request.idempotency_key and (existing := await _by_key(svc, name, request.idempotency_key)):
+            return existing, False
+        raise
+    await _enqueue(svc, job_id, 1, priority, request.run_at)
+    await publish(svc.redis, [job_id])
+    async with reading(svc.engine) as conn:
+        return await job_view(conn, job_id), True
+
+
+async def _enqueue(svc: Services, job_id: str, attempt: int, priority: str, run_at: datetime | None) -> None:
+    try:
+        await queue.enqueue(svc.redis, job_id, attempt, priority, run_at)
+    except Exception as exc:  # noqa: BLE001 - the row is the truth; the reconciler enqueues it later
+        log.warning("job %s stored but not enqueued (%s); it will be enqueued when Redis answers", job_id, exc)
+
+
+async def _by_key(svc: Services, name: str, key: str) -> dict[str, Any] | None:
+    async with reading(svc.engine) as conn:
+        job_id = (await conn.execute(select(t.jobs.c.id).where(
+            t.jobs.c.runbook == name, t.jobs.c.idempotency_key == key))).scalar()
+        return await job_view(conn, job_id) if job_id else None
+
+
+async def get(svc: Services, job_id: str) -> dict[str, Any]:
+    async with reading(svc.engine) as conn:
+        return await job_view(conn, job_id)
+
+
+@dataclass
+class JobFilter:
+    status: list[str] = field(default_factory=list)
+    runbook: str | None = None
+    q: str | None = None
+    tag: str | None = None
+    source: str | None = None
+    start_from: datetime | None = None
+    until: datetime | None = None
+    limit: int = 50
+    start: int = 0
+
+
+async def list_jobs(svc: Services, flt: JobFilter) -> dict[str, Any]:
+    where = []
+    if flt.status:
+        where.append(t.jobs.c.status.in_(flt.status))
+    if flt.runbook:
+        where.append(t.jobs.c.runbook == flt.runbook)
+    if flt.source:
+        where.append(t.jobs.c.source == flt.source)
+    if flt.q:
+        where.append(or_(t.jobs.c.runbook.contains(flt.q, autoescape=True),
+                         t.jobs.c.external_id.contains(flt.q, autoescape=True)))
+    if flt.start_from:
+        where.append(t.jobs.c.created_at >= flt.start_from)
+    if flt.until:
+        where.append(t.jobs.c.created_at < flt.until)
+    condition = and_(*where) if where else None
+    query = select(t.jobs).order_by(t.jobs.c.created_at.desc(), t.jobs.c.id.desc())
+    count = select(func.count()).select_from(t.jobs)
+    if condition is not None:
+        query, count = query.where(condition), count.where(condition)
+    async with reading(svc.engine) as conn:
+        rows = (await conn.execute(query.offset(flt.start).limit(flt.limit))).mappings().all()
+        total = (await conn.execute(count)).scalar() or 0
+    items = [job_summary(r) for r in rows]
+    if flt.tag:
+        items = [i for i in items if flt.tag in i["tags"]]
+    return {"items": items, "total": total, "start": flt.start, "count": len(items)}
+
+
+async def act(svc: Services, job_id: str, action: Action, actor: str, comment: str | None = None) -> dict[str, Any]:
+    """A person's action on a job: one compare-and-set transition, an audit row, an event, a signal."""
+    sources, target = ACTIONS[action]
+    events: list[Pending] = []
+    values: dict[str, Any] = {"finished_at": utcnow()} if target.finished else {}
+    if action is Action.CANCEL:
+        values["summary"] = f"Cancelled by {actor}."
+    try:
+        async with writing(svc.engine) as conn:
+            await move(conn, job_id, target, expected=set(sources), values=values, events=events)
+            await conn.execute(insert(t.audit).values(job_id=job_id, actor=actor, action=action.value,
+                                                      comment=comment, outcome="ok", at=utcnow()))
+            await append(conn, events)
+    except InvalidTransition:
+        status = await _audit_refused(svc, job_id, action, actor, comment)
+        allowed = [a.value for a in allowed_actions(status)]
+        raise InvalidTransition(f"Cannot {action.value} job {job_id}: it is {status.value}; "
+                                f"allowed now: {', '.join(allowed) or 'nothing'}.",
+                                status=status.value, allowed_actions=allowed) from None
+    await svc.redis.publish(CONTROL_CHANNEL, json.dumps({"job_id": job_id, "action": action.value}))
+    await publish(svc.redis, [job_id])
+    return await get(svc, job_id)
+
+
+async def _audit_refused(svc: Services, job_id: str, action: Action, actor: str,
+                         comment: str | None) -> JobStatus:
+    """Record a refused action; return the job's status now."""
+    async with writing(svc.engine) as conn:
+        status = (await conn.execute(select(t.jobs.c.status).where(t.jobs.c.id == job_id))).scalar()
+        if status is None:
+            raise JobNotFound(f"No job has the id {job_id}.")
+        await conn.execute(insert(t.audit).values(job_id=job_id, actor=actor, action=action.value, comment=comment,
+                                                  outcome="refused", at=utcnow()))
+    return JobStatus(status)

@@ -1,0 +1,39 @@
+"""The arq queue: enqueue with priority as an earlier score, deferral, and a wake-up for idle workers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+
+from orchestrator.db.tables import utcnow
+
+FUNCTION = "run_job"
+#: Published after every enqueue so workers start at once instead of waiting for their next poll.
+WAKE_CHANNEL = "orch:wake"
+#: How far ahead of its enqueue time a job of each priority is scored (a smaller score runs first).
+#: Scores are fixed at enqueue, so a waiting low job eventually beats newer normal ones: age raises it.
+PRIORITY_HEAD_START = {"low": timedelta(0), "normal": timedelta(seconds=60), "high": timedelta(minutes=10)}
+
+
+def redis_settings(url: str) -> RedisSettings:
+    settings = RedisSettings.from_dsn(url)
+    settings.conn_retries = 30
+    settings.conn_retry_delay = 1
+    return settings
+
+
+async def connect(url: str) -> ArqRedis:
+    return await create_pool(redis_settings(url))
+
+
+def arq_job_id(job_id: str, attempt: int) -> str:
+    return f"{job_id}:{attempt}"
+
+
+async def enqueue(pool: ArqRedis, job_id: str, attempt: int = 1, priority: str = "normal",
+                  run_at: datetime | None = None) -> None:
+    now = utcnow()
+    when = run_at if run_at and run_at > now else now - PRIORITY_HEAD_START.get(priority, timedelta(0))
+    await pool.enqueue_job(FUNCTION, job_id, attempt, _job_id=arq_job_id(job_id, attempt), _defer_until=when)
+    await pool.publish(WAKE_CHANNEL, job_id)

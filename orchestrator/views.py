@@ -1,0 +1,88 @@
+"""Jobs as users see them: the job object of the API, events and pages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from orchestrator.db import tables as t
+from orchestrator.errors import JobNotFound
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def artifact_url(job_id: str, artifact_id: str) -> str:
+    return f"/api/v1/jobs/{job_id}/artifacts/{artifact_id}"
+
+
+def job_summary(row: RowMapping) -> dict[str, Any]:
+    """The job's own fields (what lists show)."""
+    error = {"message": row["error_message"], "step_id": row["error_step_id"]} if row["error_message"] else None
+    metrics = {"steps_succeeded": 0, "steps_failed": 0, "steps_skipped": 0, "retries": 0, "duration_s": None,
+               **(row["metrics"] or {})}
+    counts = {"total": 0, "succeeded": 0, "failed": 0, "skipped": 0, **(row["record_counts"] or {})}
+    return {
+        "id": row["id"], "runbook": row["runbook"], "runbook_version": row["runbook_version"],
+        "status": row["status"], "priority": row["priority"], "source": row["source"],
+        "external_id": row["external_id"], "robot": row["robot"], "created_by": row["created_by"],
+        "inputs": row["inputs"], "outputs": row["outputs"], "tags": row["tags"], "data": row["data"],
+        "created_at": iso(row["created_at"]), "scheduled_at": iso(row["scheduled_at"]),
+        "started_at": iso(row["started_at"]), "finished_at": iso(row["finished_at"]),
+        "duration_s": row["duration_s"], "summary": row["summary"], "error": error, "warnings": row["warnings"],
+        "metrics": metrics, "record_counts": counts, "approval": row["approval"], "parent_id": row["parent_id"],
+        "attempt": row["attempt"],
+    }
+
+
+def step_view(row: RowMapping | dict[str, Any], screenshot_url: str | None = None) -> dict[str, Any]:
+    return {
+        "id": row["step_id"], "name": row["name"], "action": row["action"], "status": row["status"],
+        "started_at": iso(row["started_at"]), "finished_at": iso(row["finished_at"]),
+        "duration_s": row["duration_s"], "retries": row["retries"], "attempt": row["attempt"],
+        "captured": row["captured"], "error": row["error"], "screenshot_url": screenshot_url,
+    }
+
+
+def artifact_view(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "kind": row["kind"], "name": row["name"], "size": row["size"],
+            "mime_type": row["mime_type"], "step_id": row["step_id"], "created_at": iso(row["created_at"]),
+            "url": artifact_url(row["job_id"], row["id"])}
+
+
+def record_view(row: RowMapping) -> dict[str, Any]:
+    return {"sequence": row["sequence"], "record_id": row["record_id"], "record_name": row["record_name"],
+            "status": row["status"], "result": row["result"], "error": row["error"],
+            "processed_at": iso(row["processed_at"])}
+
+
+async def job_view(conn: AsyncConnection, job_id: str) -> dict[str, Any]:
+    """The whole job object (SPEC section 6)."""
+    row = (await conn.execute(select(t.jobs).where(t.jobs.c.id == job_id))).mappings().first()
+    if row is None:
+        raise JobNotFound(f"No job has the id {job_id}.")
+    job = job_summary(row)
+    artifacts = (await conn.execute(select(t.artifacts).where(t.artifacts.c.job_id == job_id)
+                                    .order_by(t.artifacts.c.created_at))).mappings().all()
+    shots = {a["step_id"]: artifact_url(job_id, a["id"]) for a in artifacts if a["kind"] == "screenshot"}
+    steps = (await conn.execute(select(t.steps).where(t.steps.c.job_id == job_id)
+                                .order_by(t.steps.c.position))).mappings().all()
+    records = (await conn.execute(select(t.records).where(t.records.c.job_id == job_id)
+                                  .order_by(t.records.c.sequence))).mappings().all()
+    audit = (await conn.execute(select(t.audit).where(t.audit.c.job_id == job_id)
+                                .order_by(t.audit.c.id))).mappings().all()
+    job["steps"] = [step_view(s, shots.get(s["step_id"])) for s in steps]
+    job["records"] = [record_view(r) for r in records]
+    job["artifacts"] = [artifact_view(a) for a in artifacts]
+    job["audit"] = [{"at": iso(a["at"]), "actor": a["actor"], "action": a["action"], "comment": a["comment"],
+                     "outcome": a["outcome"]} for a in audit]
+    return job

@@ -1,0 +1,1 @@
+"""The arq worker: everything that runs a job."""

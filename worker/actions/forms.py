@@ -1,0 +1,81 @@
+"""click, fill, press, select, check, uncheck, upload."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Locator
+
+from orchestrator.errors import StepError
+from orchestrator.runbooks.steps import Check, Click, Fill, Press, Select, Uncheck, Upload
+from worker.actions.locate import _first_line, locate
+from worker.context import StepContext
+
+
+async def _do(ctx: StepContext, what: str, locator: Locator, call: Any) -> None:
+    try:
+        await call
+    except PlaywrightError as exc:
+        raise StepError(ctx.mask_text(f"Could not {what}: {_first_line(exc)}")) from None
+
+
+async def click(ctx: StepContext, step: Click) -> dict[str, Any] | None:
+    target = await locate(ctx, step.selector, state="visible")
+    await _do(ctx, "click", target, target.click(timeout=ctx.timeout_ms))
+    return None
+
+
+async def fill(ctx: StepContext, step: Fill) -> dict[str, Any] | None:
+    target = await locate(ctx, step.selector, state="visible")
+    value = str(step.value)
+    if value in ctx.secrets:
+        ctx.masks.append(target)
+    await _do(ctx, "fill the field", target, target.fill(value, timeout=ctx.timeout_ms))
+    return None
+
+
+async def press(ctx: StepContext, step: Press) -> dict[str, Any] | None:
+    target = await locate(ctx, step.selector, state="visible")
+    await _do(ctx, f"press {step.key}", target, target.press(step.key, timeout=ctx.timeout_ms))
+    return None
+
+
+async def select(ctx: StepContext, step: Select) -> dict[str, Any] | None:
+    target = await locate(ctx, step.selector, state="visible")
+    values = [step.value] if isinstance(step.value, str) else step.value
+    try:
+        chosen = await target.select_option(values, timeout=min(ctx.timeout_ms, 5000))
+    except PlaywrightError:
+        try:  # not an option value: try the visible labels
+            chosen = await target.select_option(label=values, timeout=ctx.timeout_ms)
+        except PlaywrightError as exc:
+            raise StepError(f"Could not select {', '.join(values)}: {_first_line(exc)}") from None
+    return {"selected": chosen}
+
+
+async def check(ctx: StepContext, step: Check) -> dict[str, Any] | None:
+    target = await locate(ctx, step.selector, state="visible")
+    await _do(ctx, "check the box", target, target.check(timeout=ctx.timeout_ms))
+    return None
+
+
+async def uncheck(ctx: StepContext, step: Uncheck) -> dict[str, Any] | None:
+    target = await locate(ctx, step.selector, state="visible")
+    await _do(ctx, "uncheck the box", target, target.uncheck(timeout=ctx.timeout_ms))
+    return None
+
+
+async def upload(ctx: StepContext, step: Upload) -> dict[str, Any] | None:
+    ref = step.file
+    if not isinstance(ref, dict) or "artifact_id" not in ref:
+        raise StepError("upload needs `file` to be a file input or a file saved earlier in this job "
+                        "(for example \"{{ inputs.attachment }}\" or \"{{ captured.statement }}\").")
+    row, content = await ctx.load_artifact(str(ref["artifact_id"]))
+    target = await locate(ctx, step.selector)
+    files = {"name": row["name"], "mimeType": row["mime_type"], "buffer": content}
+    await _do(ctx, "set the file", target, target.set_input_files(files, timeout=ctx.timeout_ms))  # type: ignore[arg-type]
+    return {"uploaded": row["name"]}
+
+
+ACTIONS = [click, fill, press, select, check, uncheck, upload]

@@ -1,0 +1,116 @@
+"""Group commit: the writes of every job in this process go to the database in shared transactions.
+
+Executors submit their writes without waiting; one loop commits whatever has piled up in one
+transaction (in submission order), then wakes the event listeners. A batch that fails is retried
+write by write, so one fenced or broken write fails only its own submitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from orchestrator.db.engine import writing
+from orchestrator.events import Pending, append, publish
+
+log = logging.getLogger(__name__)
+
+Op = Callable[[AsyncConnection], Awaitable[Any]]
+
+
+@dataclass
+class Write:
+    job_id: str
+    ops: list[Op] = field(default_factory=list)
+    events: list[Pending] = field(default_factory=list)
+    done: asyncio.Future[Any] | None = None
+
+    async def apply(self, conn: AsyncConnection) -> Any:
+        result = None
+        for op in self.ops:
+            result = await op(conn)
+        await append(conn, self.events)
+        return result
+
+
+class Committer:
+    def __init__(self, engine: AsyncEngine, redis: Redis, max_batch: int = 200) -> None:
+        self._engine = engine
+        self._redis = redis
+        self._queue: asyncio.Queue[Write] = asyncio.Queue()
+        self._max_batch = max_batch
+        self._task: asyncio.Task[None] | None = None
+        self.commits = 0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="committer")
+
+    async def stop(self) -> None:
+        await self._queue.join()
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def submit(self, write: Write) -> asyncio.Future[Any]:
+        write.done = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(write)
+        return write.done
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < self._max_batch:
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._commit(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _commit(self, batch: list[Write]) -> None:
+        try:
+            results = await self._transaction(batch)
+        except Exception:  # noqa: BLE001 - retry one by one so only the broken write fails
+            results = [await self._alone(write) for write in batch]
+        else:
+            results = [(True, r) for r in results]
+        await publish(self._redis, [w.job_id for w, (ok, _) in zip(batch, results, strict=True) if ok])
+        for write, (ok, result) in zip(batch, results, strict=True):
+            if write.done is None or write.done.done():
+                continue
+            if ok:
+                write.done.set_result(result)
+            else:
+                write.done.set_exception(result)
+
+    async def _transaction(self, batch: list[Write]) -> list[Any]:
+        for attempt in range(5):
+            try:
+                async with writing(self._engine) as conn:
+                    results = [await write.apply(conn) for write in batch]
+                self.commits += 1
+                return results
+            except Exception as exc:
+                if not _transient(exc) or attempt == 4:
+                    raise
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _alone(self, write: Write) -> tuple[bool, Any]:
+        try:
+            return True, (await self._transaction([write]))[0]
+        except Exception as exc:  # noqa: BLE001 - handed to the submitter
+            return False, exc
+
+
+def _transient(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "deadlock" in text or "could not serialize" in text

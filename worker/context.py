@@ -1,0 +1,58 @@
+"""What an action sees: the page (opened on first use), templates, captured values, artifacts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from playwright.async_api import Locator, Page
+
+from orchestrator.artifacts import ArtifactStore
+from orchestrator.errors import StepError
+
+
+@dataclass
+class StepContext:
+    job_id: str
+    step_id: str
+    get_page: Callable[[], Awaitable[Page]]
+    store: ArtifactStore
+    captured: dict[str, Any]
+    secrets: frozenset[str]
+    masks: list[Locator]
+    deadline: float
+    load_artifact: Callable[[str], Awaitable[tuple[dict[str, Any], bytes]]]
+    retries: int = 0
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    logs: list[tuple[str, str]] = field(default_factory=list)
+
+    async def page(self) -> Page:
+        return await self.get_page()
+
+    @property
+    def remaining(self) -> float:
+        """Seconds left for this step."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise StepError("The step ran out of time.")
+        return left
+
+    @property
+    def timeout_ms(self) -> float:
+        return max(1.0, self.remaining * 1000)
+
+    def save(self, kind: str, name: str, content: bytes, mime_type: str | None = None) -> dict[str, Any]:
+        stored = self.store.save(self.job_id, kind, name, content, step_id=self.step_id, mime_type=mime_type)
+        self.artifacts.append(stored.row)
+        return stored.row
+
+    def log(self, level: str, message: str) -> None:
+        self.logs.append((level, message))
+
+    def mask_text(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret:
+                text = text.replace(secret, "********")
+        return text

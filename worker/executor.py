@@ -1,0 +1,401 @@
+"""The run loop of one job: claim it, run its steps with timeouts and retries, record everything."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from playwright.async_api import BrowserContext, Page
+from playwright.async_api import Error as PlaywrightError
+from pydantic import ValidationError
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from orchestrator import templating
+from orchestrator.db import tables as t
+from orchestrator.db.engine import reading, writing
+from orchestrator.db.tables import utcnow
+from orchestrator.errors import InvalidTransition, OrchestratorError, StepError, StepTimeout
+from orchestrator.events import Pending, append
+from orchestrator.runbooks.catalog import load_version
+from orchestrator.runbooks.schema import Runbook
+from orchestrator.runbooks.steps import BASE_FIELDS, StepBase
+from orchestrator.states import JobStatus, StepStatus
+from orchestrator.transitions import move
+from orchestrator.views import artifact_url, iso, step_view
+from worker.committer import Write
+from worker.context import StepContext
+from worker.deps import Deps
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepOutcome:
+    status: StepStatus
+    error: str | None = None
+
+
+@dataclass
+class Tally:
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+    retries: int = 0
+    first_error: tuple[str, str] | None = None  # (step id, message) of the failure that ended the job
+    warnings: bool = False
+    counts: dict[str, int] = field(default_factory=lambda: {"total": 0, "succeeded": 0, "failed": 0, "skipped": 0})
+
+
+class Executor:
+    def __init__(self, deps: Deps, job_id: str, attempt: int) -> None:
+        self.deps = deps
+        self.job_id = job_id
+        self.attempt = attempt
+        self.cancelled = False
+        self._context: BrowserContext | None = None
+        self._page: Page | None = None
+        self._masks: list[Any] = []
+        self._pending: list[asyncio.Future[Any]] = []
+        self._step_task: asyncio.Task[Any] | None = None
+        self.tally = Tally()
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def _write(self, *ops: Any, events: list[Pending] | None = None) -> asyncio.Future[Any]:
+        future = self.deps.committer.submit(Write(self.job_id, list(ops), events or []))
+        self._pending.append(future)
+        return future
+
+    async def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        await asyncio.gather(*pending)
+
+    # -- the job ---------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        claimed = await self._claim()
+        if claimed is None:
+            return
+        runbook, job, resume_from = claimed
+        self.deps.running[self.job_id] = self
+        try:
+            await self._execute(runbook, job, resume_from)
+        finally:
+            self.deps.running.pop(self.job_id, None)
+            await self._close_browser()
+            await self._flush()
+
+    async def _claim(self) -> tuple[Runbook, dict[str, Any], int] | None:
+        events: list[Pending] = []
+        async with writing(self.deps.svc.engine) as conn:
+            job = (await conn.execute(select(t.jobs).where(t.jobs.c.id == self.job_id))).mappings().first()
+            if job is None or job["attempt"] != self.attempt:
+                return None
+            status = JobStatus(job["status"])
+            if status is JobStatus.SCHEDULED:
+                await move(conn, self.job_id, JobStatus.QUEUED, events=events)
+                status = JobStatus.QUEUED
+            if status is JobStatus.QUEUED:
+                now = utcnow()
+                await move(conn, self.job_id, JobStatus.RUNNING, expected={JobStatus.QUEUED}, attempt=self.attempt,
+                           values={"started_at": job["started_at"] or now, "robot": self.deps.robot},
+                           events=events)
+            elif status is not JobStatus.RUNNING:
+                return None  # cancelled, finished, or waiting on a person: nothing to run
+            await append(conn, events)
+            resume_from = await _first_unfinished(conn, self.job_id)
+        await self._announce()
+        version = await load_version(self.deps.svc.engine, job["version_id"])
+        return version.runbook, dict(job), resume_from
+
+    async def _announce(self) -> None:
+        from orchestrator.events import publish
+
+        await publish(self.deps.svc.redis, [self.job_id])
+
+    async def _execute(self, runbook: Runbook, job: dict[str, Any], resume_from: int) -> None:
+        started = time.monotonic()
+        inputs = {**job["inputs"], **self.deps.svc.box.open(job["secret_inputs"])}
+        secrets = frozenset(str(v) for k, v in inputs.items() if k in runbook.inputs and runbook.inputs[k].secret)
+        checkpoint = job["checkpoint"] or {}
+        scope: dict[str, Any] = {
+            "inputs": inputs, "captured": dict(checkpoint.get("captured", {})),
+            "job": {"id": self.job_id, "runbook": job["runbook"], "version": job["runbook_version"]},
+            "server": {"url": self.deps.svc.settings.public_url},
+        }
+        outcome: StepOutcome | None = None
+        try:
+            async with asyncio.timeout(runbook.settings.timeout):
+                for position, step in enumerate(runbook.steps):
+                    if position < resume_from:
+                        continue
+                    if self.cancelled:
+                        break
+                    outcome = await self._run_step(position, step, runbook, scope, secrets)
+                    if outcome.status is StepStatus.FAILED and not step.continue_on_error:
+                        break
+        except TimeoutError:
+            message = f"The job ran longer than its time limit of {runbook.settings.timeout:g} s."
+            self.tally.first_error = self.tally.first_error or ("", message)
+        await self._finish(runbook, scope, time.monotonic() - started, secrets)
+
+    # -- one step --------------------------------------------------------------------------------
+
+    async def _run_step(self, position: int, step: StepBase, runbook: Runbook, scope: dict[str, Any],
+                        secrets: frozenset[str]) -> StepOutcome:
+        row: dict[str, Any] = {"step_id": step.id, "name": step.name, "action": step.action,
+                               "status": StepStatus.RUNNING.value, "started_at": utcnow(), "finished_at": None,
+                               "duration_s": None, "retries": 0, "attempt": self.attempt, "captured": None,
+                               "error": None}
+        self._write(self._update_step(row), events=[self._step_event(row)])
+        began = time.monotonic()
+        ctx = self._context_for(step, scope, secrets)
+        outcome, captured = await self._attempts(step, runbook, scope, ctx)
+        if outcome.status is not StepStatus.SKIPPED and step.browser and self._page and step.screenshot == "after":
+            await self._screenshot(ctx, f"{step.id}.png")
+        row.update(status=outcome.status.value, finished_at=utcnow(), duration_s=round(time.monotonic() - began, 3),
+                   retries=ctx.retries, captured=_jsonable(captured, secrets), error=outcome.error)
+        self._count(outcome, ctx.retries, step.id)
+        self._record_step(row, ctx, scope, secrets)
+        return outcome
+
+    async def _attempts(self, step: StepBase, runbook: Runbook, scope: dict[str, Any],
+                        ctx: StepContext) -> tuple[StepOutcome, Any]:
+        try:
+            if step.when is not None and not _truthy(templating.render(step.when, scope)):
+                return StepOutcome(StepStatus.SKIPPED), None
+            typed = self._typed(step, scope)
+        except StepError as exc:
+            return StepOutcome(StepStatus.FAILED, ctx.mask_text(exc.message)), None
+        if typed.action not in self.deps.registry:
+            return StepOutcome(StepStatus.FAILED, f"The action {typed.action} is not supported by this worker."), None
+        _, fn = self.deps.registry.get(typed.action)
+        timeout = float(typed.timeout or runbook.settings.step_timeout)
+        retries = int(typed.retries if typed.retries is not None else runbook.settings.retries)
+        for attempt in range(retries + 1):
+            ctx.deadline = time.monotonic() + timeout
+            try:
+                if typed.screenshot == "before" and typed.browser:
+                    await self._screenshot(ctx, f"{step.id}-before.png")
+                self._step_task = asyncio.create_task(fn(ctx, typed))
+                async with asyncio.timeout(timeout):
+                    return StepOutcome(StepStatus.SUCCESS), await self._step_task
+            except asyncio.CancelledError:
+                if not self.cancelled:
+                    raise
+                return StepOutcome(StepStatus.CANCELLED, "Cancelled while running."), None
+            except TimeoutError:
+                error = f"The step did not finish within {timeout:g} s."
+            except (StepError, PlaywrightError) as exc:
+                error = ctx.mask_text(exc.message if isinstance(exc, StepError) else _first_line(exc))
+            finally:
+                self._step_task = None
+            if attempt < retries:
+                ctx.retries += 1
+                ctx.log("warning", f"Step {step.id} failed ({error}); retrying.")
+        return StepOutcome(StepStatus.FAILED, error), None
+
+    def _typed(self, step: StepBase, scope: dict[str, Any]) -> StepBase:
+        """Render the step's templates and validate the result against the action's model."""
+        raw = step.model_dump(by_alias=True, exclude={"when", *step.lazy})
+        lazy = {name: getattr(step, name) for name in step.lazy}
+        rendered = templating.render({k: v for k, v in raw.items() if k not in BASE_FIELDS or k in
+                                      ("timeout", "retries")}, scope)
+        base = {k: v for k, v in raw.items() if k in BASE_FIELDS and k not in ("timeout", "retries")}
+        try:
+            return type(step).model_validate({**base, **rendered, **lazy})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'][:1])) or 'step'}: {e['msg']}"
+                                 for e in exc.errors()[:3])
+            raise StepError(f"After templating, the step is not valid: {problems}.") from None
+
+    def _context_for(self, step: StepBase, scope: dict[str, Any], secrets: frozenset[str]) -> StepContext:
+        return StepContext(job_id=self.job_id, step_id=step.id, get_page=self._get_page,
+                           store=self.deps.svc.store, captured=scope["captured"], secrets=secrets,
+                           masks=self._masks, deadline=time.monotonic(), load_artifact=self._load_artifact)
+
+    async def _get_page(self) -> Page:
+        if self._page is None or self._page.is_closed():
+            self._context = await self.deps.browsers.new_context()
+            self._page = await self._context.new_page()
+        return self._page
+
+    async def _screenshot(self, ctx: StepContext, name: str) -> None:
+        try:
+            assert self._page is not None
+            image = await self._page.screenshot(mask=self._masks, timeout=5000)
+        except (PlaywrightError, AssertionError) as exc:
+            ctx.log("warning", f"No screenshot after step {ctx.step_id}: {_first_line(exc)}")
+            return
+        ctx.save("screenshot", name, image, "image/png")
+
+    async def _load_artifact(self, artifact_id: str) -> tuple[dict[str, Any], bytes]:
+        await self._flush()  # an artifact saved by an earlier step may still be on its way
+        async with reading(self.deps.svc.engine) as conn:
+            row = (await conn.execute(select(t.artifacts).where(
+                t.artifacts.c.id == artifact_id, t.artifacts.c.job_id == self.job_id))).mappings().first()
+        if row is None:
+            raise StepError(f"This job has no file with the id {artifact_id}.")
+        return dict(row), self.deps.svc.store.path_of(row["path"]).read_bytes()
+
+    # -- recording -------------------------------------------------------------------------------
+
+    def _step_event(self, row: dict[str, Any], screenshot: str | None = None) -> Pending:
+        return Pending(self.job_id, "step", {"job_id": self.job_id, "step": step_view(row, screenshot)})
+
+    def _update_step(self, row: dict[str, Any]) -> Any:
+        values = {k: v for k, v in row.items() if k not in ("step_id", "name", "action")}
+        job_id, step_id = self.job_id, row["step_id"]
+
+        async def op(conn: AsyncConnection) -> None:
+            await conn.execute(update(t.steps).where(t.steps.c.job_id == job_id, t.steps.c.step_id == step_id)
+                               .values(**values))
+        return op
+
+    def _record_step(self, row: dict[str, Any], ctx: StepContext, scope: dict[str, Any],
+                     secrets: frozenset[str]) -> None:
+        shots = [a for a in ctx.artifacts if a["kind"] == "screenshot"]
+        shot_url = artifact_url(self.job_id, shots[-1]["id"]) if shots else None
+        events = [self._step_event(row, shot_url)]
+        events += [Pending(self.job_id, "screenshot", {"job_id": self.job_id, "step_id": row["step_id"],
+                                                       "url": artifact_url(self.job_id, a["id"]),
+                                                       "at": iso(a["created_at"])}) for a in shots]
+        events += [Pending(self.job_id, "log", {"job_id": self.job_id, "level": level, "message": message})
+                   for level, message in ctx.logs]
+        artifacts = list(ctx.artifacts)
+        checkpoint = {"captured": _jsonable(scope["captured"], frozenset()), "url": self._page_url()}
+        job_id = self.job_id
+
+        async def save_artifacts(conn: AsyncConnection) -> None:
+            if artifacts:
+                await conn.execute(insert(t.artifacts), artifacts)
+            await conn.execute(update(t.jobs).where(t.jobs.c.id == job_id).values(checkpoint=checkpoint))
+        self._write(self._update_step(row), save_artifacts, events=events)
+
+    def _page_url(self) -> str | None:
+        return self._page.url if self._page is not None and not self._page.is_closed() else None
+
+    def _count(self, outcome: StepOutcome, retries: int, step_id: str) -> None:
+        self.tally.retries += retries
+        if outcome.status is StepStatus.SUCCESS:
+            self.tally.succeeded += 1
+        elif outcome.status is StepStatus.SKIPPED:
+            self.tally.skipped += 1
+        elif outcome.status is StepStatus.FAILED:
+            self.tally.failed += 1
+            self.tally.warnings = True
+            if self.tally.first_error is None:
+                self.tally.first_error = (step_id, outcome.error or "The step failed.")
+
+    # -- the end ---------------------------------------------------------------------------------
+
+    async def _finish(self, runbook: Runbook, scope: dict[str, Any], elapsed: float, secrets: frozenset[str]) -> None:
+        outputs, output_error = _outputs(runbook, scope, secrets)
+        fatal = self._fatal(runbook)
+        if output_error and not fatal:
+            fatal = ("", output_error)
+        status = JobStatus.FAILED if fatal else JobStatus.COMPLETED
+        metrics = {"steps_succeeded": self.tally.succeeded, "steps_failed": self.tally.failed,
+                   "steps_skipped": self.tally.skipped, "retries": self.tally.retries,
+                   "duration_s": round(elapsed, 3)}
+        summary = _summary(runbook, status, fatal, metrics)
+        values = {"finished_at": utcnow(), "duration_s": round(elapsed, 3), "metrics": metrics, "outputs": outputs,
+                  "summary": summary, "warnings": self.tally.warnings and status is JobStatus.COMPLETED,
+                  "error_message": fatal[1] if fatal else None, "error_step_id": (fatal[0] or None) if fatal else None}
+        report = {"job_id": self.job_id, "status": status.value, "metrics": metrics,
+                  "record_counts": self.tally.counts, "duration_s": round(elapsed, 3), "summary": summary}
+        job_id, attempt, cancelled = self.job_id, self.attempt, self.cancelled
+
+        async def finish(conn: AsyncConnection) -> None:
+            events: list[Pending] = []
+            if cancelled:
+                await _cancel_leftovers(conn, job_id)
+                report["status"] = JobStatus.CANCELLED.value
+            else:
+                try:
+                    await move(conn, job_id, status, expected={JobStatus.RUNNING}, attempt=attempt,
+                               values=values, events=events)
+                except InvalidTransition:
+                    return  # cancelled or taken over meanwhile: the other writer's outcome stands
+            events.append(Pending(job_id, "report", report))
+            await append(conn, events)
+        self._write(finish)
+
+    def _fatal(self, runbook: Runbook) -> tuple[str, str] | None:
+        """The failure that fails the job: a failed step without continue_on_error, or a timeout."""
+        if self.tally.first_error is None:
+            return None
+        step_id, _ = self.tally.first_error
+        step = next((s for s in runbook.steps if s.id == step_id), None)
+        if step is not None and step.continue_on_error:
+            return None
+        return self.tally.first_error
+
+    def cancel(self) -> None:
+        """Called when a person cancels the job: stop the running step now."""
+        self.cancelled = True
+        if self._step_task is not None:
+            self._step_task.cancel()
+
+    async def _close_browser(self) -> None:
+        if self._context is not None:
+            try:
+                await self._context.close()
+            except PlaywrightError as exc:
+                log.warning("closing the browser context of job %s: %s", self.job_id, exc)
+            self._context = self._page = None
+
+
+async def _first_unfinished(conn: AsyncConnection, job_id: str) -> int:
+    rows = (await conn.execute(select(t.steps.c.position, t.steps.c.status).where(t.steps.c.job_id == job_id)
+                               .order_by(t.steps.c.position))).all()
+    done = (StepStatus.SUCCESS.value, StepStatus.SKIPPED.value)
+    return next((r.position for r in rows if r.status not in done), len(rows))
+
+
+async def _cancel_leftovers(conn: AsyncConnection, job_id: str) -> None:
+    await conn.execute(update(t.steps).where(t.steps.c.job_id == job_id, t.steps.c.status.in_(
+        (StepStatus.PENDING.value, StepStatus.RUNNING.value))).values(status=StepStatus.CANCELLED.value))
+
+
+def _outputs(runbook: Runbook, scope: dict[str, Any], secrets: frozenset[str]) -> tuple[dict[str, Any], str | None]:
+    try:
+        return _jsonable(templating.render(runbook.outputs, scope), secrets), None
+    except OrchestratorError as exc:
+        return {}, f"The outputs could not be computed: {exc.message}"
+
+
+def _summary(runbook: Runbook, status: JobStatus, fatal: tuple[str, str] | None, metrics: dict[str, Any]) -> str:
+    if fatal:
+        where = f"at step {fatal[0]}" if fatal[0] else ""
+        return f"{runbook.display_title} failed {where}: {fatal[1]}".replace(" :", ":")
+    done = metrics["steps_succeeded"]
+    extra = f", {metrics['steps_failed']} failed but allowed to" if metrics["steps_failed"] else ""
+    return f"{runbook.display_title} completed {done} steps in {metrics['duration_s']:.1f} s{extra}."
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "false", "no", "0", "off", "none")
+    return bool(value)
+
+
+def _jsonable(value: Any, secrets: frozenset[str]) -> Any:
+    text = json.dumps(value, default=str)
+    for secret in secrets:
+        if secret:
+            text = text.replace(json.dumps(secret)[1:-1], "********")
+    return json.loads(text)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+__all__ = ["Executor", "StepTimeout"]

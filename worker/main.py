@@ -1,0 +1,142 @@
+"""The arq worker: settings, start-up and shut-down, control signals, and a wake-up instead of polling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+from typing import Any
+
+from arq import Worker
+from arq.connections import create_pool
+from arq.worker import func
+
+from orchestrator import queue
+from orchestrator.config import Settings
+from orchestrator.jobs import CONTROL_CHANNEL
+from orchestrator.services import Services
+from worker.actions import default_registry
+from worker.browser import BrowserPool
+from worker.committer import Committer
+from worker.deps import Deps
+from worker.executor import Executor
+
+log = logging.getLogger(__name__)
+
+#: arq's own limit for one job; the runbook's `settings.timeout` is what really bounds a job.
+ARQ_JOB_TIMEOUT = 7 * 24 * 3600
+
+
+async def run_job(ctx: dict[str, Any], job_id: str, attempt: int) -> None:
+    await Executor(ctx["deps"], job_id, attempt).run()
+
+
+class OrchestratorWorker(Worker):
+    """arq's Worker, woken by a Redis message on enqueue and when a slot frees, not only by its poll."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._wake = asyncio.Event()
+
+    async def main(self) -> None:
+        if self._pool is None:
+            self._pool = await create_pool(self.redis_settings)
+        self.ctx["redis"] = self.pool
+        if self.on_startup:
+            await self.on_startup(self.ctx)
+        listener = asyncio.create_task(self._listen(), name="worker-wake")
+        try:
+            await self._loop()
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            await self._poll_iteration()
+            if self.burst and await self._burst_done():
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_delay_s):
+                    await self._wake.wait()
+
+    async def _burst_done(self) -> bool:
+        if self.tasks and not all(t.done() for t in self.tasks.values()):
+            return False
+        return await self.pool.zcard(self.queue_name) == 0
+
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        super()._release_sem_dec_counter_on_complete()
+        self._wake.set()  # a slot is free: look for the next job now
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self.pool.pubsub() as pubsub:
+                    await pubsub.subscribe(queue.WAKE_CHANNEL, CONTROL_CHANNEL)
+                    async for message in pubsub.listen():
+                        if message["type"] != "message":
+                            continue
+                        if message["channel"] in (CONTROL_CHANNEL, CONTROL_CHANNEL.encode()):
+                            self._control(json.loads(message["data"]))
+                        else:
+                            self._wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - reconnect after Redis restarts
+                log.warning("worker lost its Redis subscription (%s); reconnecting", exc)
+                await asyncio.sleep(1)
+
+    def _control(self, signal: dict[str, Any]) -> None:
+        deps: Deps | None = self.ctx.get("deps")
+        executor = deps.running.get(signal.get("job_id", "")) if deps else None
+        if executor is not None and signal.get("action") == "cancel":
+            executor.cancel()
+
+
+def robot_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def build_worker(settings: Settings, *, burst: bool = False, concurrency: int | None = None,
+                 svc: Services | None = None, poll_delay: float = 0.5) -> OrchestratorWorker:
+    async def startup(ctx: dict[str, Any]) -> None:
+        services = svc or await Services.open(settings)
+        committer = Committer(services.engine, services.redis)
+        await committer.start()
+        ctx["deps"] = Deps(svc=services, browsers=BrowserPool(settings.browser_path), registry=default_registry(),
+                           committer=committer, robot=robot_name())
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        deps: Deps | None = ctx.get("deps")
+        if deps is None:
+            return
+        await deps.committer.stop()
+        await deps.browsers.close()
+        if svc is None:
+            await deps.svc.close()
+
+    worker = OrchestratorWorker(
+        functions=[func(run_job, name=queue.FUNCTION, timeout=ARQ_JOB_TIMEOUT, max_tries=3)],
+        redis_settings=queue.redis_settings(settings.redis),
+        max_jobs=concurrency or settings.worker_concurrency,
+        poll_delay=poll_delay,
+        keep_result=0,
+        burst=burst,
+        handle_signals=not burst,
+        on_startup=startup,
+        on_shutdown=shutdown,
+        job_timeout=ARQ_JOB_TIMEOUT,
+    )
+    return worker
+
+
+def run(settings: Settings) -> None:
+    worker = build_worker(settings)
+    log.info("worker %s: %d jobs at once", robot_name(), worker.max_jobs)
+    worker.run()
