@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -87,6 +87,22 @@ async def last_id(conn: AsyncConnection, job_id: str | None = None) -> int:
     return (await conn.execute(query)).scalar() or 0
 
 
+class Subscription:
+    def __init__(self) -> None:
+        self.flag = asyncio.Event()
+
+    async def wait(self, seconds: float) -> bool:
+        """True when there was news since the last wait, False after `seconds` without."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self.flag.wait()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self.flag.clear()
+
+
 class Hub:
     """One Redis subscription per process, fanned out to in-process waiters by job id."""
 
@@ -104,18 +120,15 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def wait(self, job_id: str | None, seconds: float) -> bool:
-        """Wait for news of a job (None: of any job). True when woken, False on timeout."""
-        flag = asyncio.Event()
-        self._waiters[job_id].add(flag)
+    @contextlib.contextmanager
+    def subscribe(self, job_id: str | None) -> Iterator[Subscription]:
+        """News of one job (None: of any job) while the block runs; nothing is missed between waits."""
+        subscription = Subscription()
+        self._waiters[job_id].add(subscription.flag)
         try:
-            async with asyncio.timeout(seconds):
-                await flag.wait()
-            return True
-        except TimeoutError:
-            return False
+            yield subscription
         finally:
-            self._waiters[job_id].discard(flag)
+            self._waiters[job_id].discard(subscription.flag)
             if not self._waiters[job_id]:
                 self._waiters.pop(job_id, None)
 

@@ -86,3 +86,21 @@ async def job_view(conn: AsyncConnection, job_id: str) -> dict[str, Any]:
     job["audit"] = [{"at": iso(a["at"]), "actor": a["actor"], "action": a["action"], "comment": a["comment"],
                      "outcome": a["outcome"]} for a in audit]
     return job
+
+
+def runbook_view(version: Any, schedule: dict[str, Any] | None) -> dict[str, Any]:
+    """A runbook's definition as the API and pages show it (secret defaults masked)."""
+    runbook = version.runbook
+    inputs = {}
+    for name, spec in runbook.inputs.items():
+        item = spec.model_dump(exclude_none=True)
+        if spec.secret and "default" in item:
+            item["default"] = "********"
+        inputs[name] = item
+    return {
+        "name": runbook.name, "title": runbook.display_title, "description": runbook.description,
+        "status": runbook.status, "version": version.number, "hash": version.hash, "inputs": inputs,
+        "settings": runbook.settings.model_dump(), "schedule": schedule,
+        "steps": [{"id": s.id, "name": s.name, "action": s.action} for s in runbook.steps],
+        "steps_count": len(runbook.steps), "outputs": list(runbook.outputs),
+    }

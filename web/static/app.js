@@ -281,6 +281,13 @@
     return $(`tr[data-job-id="${CSS.escape(String(jobId))}"]`, tbody);
   }
 
+  // The statuses each tab of /jobs lists (the same table as web/pages.py TABS).
+  const TAB_STATUSES = {
+    running: ["queued", "running", "waiting_for_approval", "paused"],
+    completed: ["completed"],
+    failed: ["failed"],
+  };
+
   function initJobsTables(tbodies) {
     const pending = new Set();
     const refreshTimers = new Map();
@@ -288,7 +295,7 @@
     const accepts = (tbody, status, runbook) => {
       const { tab = "all", filterStatus = "", filterRunbook = "", firstPage = "true" } = tbody.dataset;
       if (firstPage !== "true") return false;
-      if (tab !== "all" && status !== tab) return false;
+      if (tab !== "all" && !(TAB_STATUSES[tab] || [tab]).includes(status)) return false;
       if (filterStatus && status !== filterStatus) return false;
       if (runbook !== undefined && filterRunbook && runbook !== filterRunbook) return false;
       return true;

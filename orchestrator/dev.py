@@ -1,0 +1,110 @@
+"""`orchestrator dev` (what `make run` starts): embedded Redis when none is configured, migrations,
+then the Procfile's processes (web, worker, scheduler) as children until Ctrl-C stops them all."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from orchestrator.config import Settings
+from orchestrator.db.migrate import upgrade
+
+PROCESSES = ("web", "worker", "scheduler")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_binary() -> str:
+    """The system's redis-server, else the one the PyPI package `redis-server` ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redis_server  # type: ignore[import-not-found]
+
+        return str(redis_server.REDIS_SERVER_PATH)
+    except ImportError:
+        raise SystemExit("redis-server not found: install it (apt-get install redis-server, or "
+                         "pip install redis-server) or set ORCH_REDIS_URL.") from None
+
+
+def start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    folder = data_dir / "redis"
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    process = subprocess.Popen(
+        [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", "60 1",
+         "--appendonly", "yes", "--logfile", str(folder / "redis.log"), "--daemonize", "no"],
+        stdout=subprocess.DEVNULL, start_new_session=True)
+    _wait_port(port, process)
+    return process, f"redis://127.0.0.1:{port}/0"
+
+
+def _wait_port(port: int, process: subprocess.Popen[bytes], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"redis-server exited with {process.returncode}; see its log under ORCH_DATA_DIR/redis")
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise SystemExit("redis-server did not start within 10 s")
+
+
+def run_dev(settings: Settings) -> int:
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    env = dict(os.environ, ORCH_DATA_DIR=str(settings.data_dir), ORCH_SECRET_KEY=settings.secret_key)
+    redis_process = None
+    if not settings.redis_url:
+        redis_process, env["ORCH_REDIS_URL"] = start_redis(settings.data_dir)
+    upgrade(settings.database_url)
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for name in PROCESSES:
+        children.append((name, subprocess.Popen([sys.executable, "-m", "orchestrator.cli", name], env=env,
+                                                start_new_session=True)))
+    print(f"\n  Runbook orchestrator: {settings.public_url}/jobs\n"
+          f"  No login is needed yet. Run a demo: open {settings.public_url}/runbooks and press Run.\n"
+          f"  Data: {settings.data_dir}   Stop: Ctrl-C\n", flush=True)
+    code = 0
+    while not stopping:
+        for name, child in children:
+            if child.poll() is not None:
+                print(f"{name} exited with {child.returncode}; stopping the others", file=sys.stderr)
+                stopping, code = True, 1
+        time.sleep(0.2)
+    _stop_all([c for _, c in children])
+    if redis_process is not None:
+        _stop_all([redis_process])
+    print("stopped", flush=True)
+    return code
+
+
+def _stop_all(processes: list[subprocess.Popen[bytes]], grace: float = 10) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,1 @@
+"""Starlette front end: pages, JSON API, server-sent events."""

@@ -1,0 +1,165 @@
+"""The JSON API under /api/v1."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from orchestrator import jobs, scheduler
+from orchestrator.db import tables as t
+from orchestrator.db.engine import reading
+from orchestrator.errors import ArtifactNotFound, InvalidInput, OrchestratorError
+from orchestrator.services import Services
+from orchestrator.states import Action
+from orchestrator.views import runbook_view
+from web import sse
+
+MAX_BODY = 1_000_000
+
+
+def _svc(request: Request) -> Services:
+    return request.app.state.svc
+
+
+def _actor(request: Request) -> str:
+    return request.headers.get("x-actor", "anonymous")[:200]
+
+
+async def _json_body(request: Request) -> Any:
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise OrchestratorError(f"The request body is larger than {MAX_BODY} bytes.")
+    if not body.strip():
+        return {}
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise OrchestratorError(f"The request body is not valid JSON: {exc}.") from None
+
+
+async def list_runbooks(request: Request) -> JSONResponse:
+    svc = _svc(request)
+    await svc.catalog.refresh()
+    items = [runbook_view(v, scheduler.describe(v.runbook.schedule)) for v in svc.catalog.versions()]
+    return JSONResponse({"items": items, "problems": [str(p) for p in svc.catalog.problems]})
+
+
+async def get_runbook(request: Request) -> JSONResponse:
+    version = await _svc(request).catalog.get(request.path_params["name"])
+    return JSONResponse(runbook_view(version, scheduler.describe(version.runbook.schedule)))
+
+
+async def create_job(request: Request) -> JSONResponse:
+    body = await _json_body(request)
+    job_request = jobs.JobRequest.from_json(body, source=request.headers.get("x-source", "api")[:32] or "api",
+                                            actor=_actor(request))
+    job, created = await jobs.create(_svc(request), request.path_params["name"], job_request)
+    return JSONResponse(job, status_code=201 if created else 200)
+
+
+def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput({name: "must be a whole number"}) from None
+    if not low <= value <= high:
+        raise InvalidInput({name: f"must be between {low} and {high}"})
+    return value
+
+
+def _date(request: Request, name: str) -> datetime | None:
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput({name: "must be an ISO 8601 date, such as 2026-01-31 or 2026-01-31T08:00:00Z"}) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def job_filter(request: Request) -> jobs.JobFilter:
+    q = request.query_params
+    statuses = [s for s in q.get("status", "").split(",") if s]
+    return jobs.JobFilter(status=statuses, runbook=q.get("runbook") or None, q=q.get("q") or None,
+                          tag=q.get("tag") or None, source=q.get("source") or None, start_from=_date(request, "from"),
+                          until=_date(request, "to"), limit=_int(request, "limit", 50, 1, 200),
+                          start=_int(request, "start", 0, 0, 10_000_000))
+
+
+async def list_jobs(request: Request) -> JSONResponse:
+    return JSONResponse(await jobs.list_jobs(_svc(request), job_filter(request)))
+
+
+async def get_job(request: Request) -> JSONResponse:
+    return JSONResponse(await jobs.get(_svc(request), request.path_params["job_id"]))
+
+
+async def act(request: Request) -> JSONResponse:
+    try:
+        action = Action(request.path_params["action"])
+    except ValueError:
+        raise InvalidInput({"action": f"must be one of {', '.join(a.value for a in Action)}"}) from None
+    body = await _json_body(request)
+    comment = body.get("comment") if isinstance(body, dict) else None
+    if comment is not None and (not isinstance(comment, str) or len(comment) > 2000):
+        raise InvalidInput({"comment": "must be a string of at most 2000 characters"})
+    return JSONResponse(await jobs.act(_svc(request), request.path_params["job_id"], action, _actor(request), comment))
+
+
+async def artifact(request: Request) -> Response:
+    svc = _svc(request)
+    job_id, artifact_id = request.path_params["job_id"], request.path_params["artifact_id"]
+    async with reading(svc.engine) as conn:
+        row = (await conn.execute(select(t.artifacts).where(t.artifacts.c.id == artifact_id,
+                                                            t.artifacts.c.job_id == job_id))).mappings().first()
+    if row is None:
+        raise ArtifactNotFound(f"Job {job_id} has no artifact {artifact_id}.")
+    path = svc.store.path_of(row["path"])
+    if not path.is_file():
+        raise ArtifactNotFound(f"The file of artifact {artifact_id} is missing from the artifact store.")
+    inline = row["mime_type"].startswith("image/") and request.query_params.get("download") is None
+    return FileResponse(path, media_type=row["mime_type"], filename=row["name"],
+                        content_disposition_type="inline" if inline else "attachment",
+                        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"})
+
+
+async def healthz(request: Request) -> JSONResponse:
+    svc = _svc(request)
+    checks: dict[str, str] = {}
+    try:
+        async with reading(svc.engine) as conn:
+            await conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        checks["database"] = f"error: {exc.__class__.__name__}"
+    try:
+        await svc.redis.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["redis"] = f"error: {exc.__class__.__name__}"
+    healthy = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ok" if healthy else "unavailable", **checks}, status_code=200 if healthy else 503)
+
+
+ROUTES = [
+    Route("/api/v1/runbooks", list_runbooks),
+    Route("/api/v1/runbooks/{name}", get_runbook),
+    Route("/api/v1/runbooks/{name}/jobs", create_job, methods=["POST"]),
+    Route("/api/v1/jobs", list_jobs),
+    Route("/api/v1/jobs/{job_id}", get_job),
+    Route("/api/v1/jobs/{job_id}/events", sse.job_stream),
+    Route("/api/v1/jobs/{job_id}/artifacts/{artifact_id}", artifact),
+    Route("/api/v1/jobs/{job_id}/{action}", act, methods=["POST"]),
+    Route("/api/v1/events", sse.all_stream),
+    Route("/healthz", healthz),
+]

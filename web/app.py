@@ -1,0 +1,61 @@
+"""create_app(): the Starlette application; its lifespan owns the database, Redis and the event hub."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from orchestrator.config import Settings
+from orchestrator.events import Hub
+from orchestrator.services import Services
+from orchestrator.states import JobStatus, StepStatus, allowed_actions
+from web import api, pages
+from web.errors import HANDLERS
+from web.security import SecurityHeaders
+
+HERE = Path(__file__).parent
+
+
+def templates() -> Jinja2Templates:
+    result = Jinja2Templates(directory=HERE / "templates")
+    result.env.globals.update(JobStatus=JobStatus, StepStatus=StepStatus, allowed_actions=allowed_actions)
+    return result
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        svc = await Services.open(settings)
+        hub = Hub(svc.redis)
+        await hub.start()
+        app.state.svc, app.state.hub = svc, hub
+        await svc.catalog.refresh(force=True)
+        try:
+            yield
+        finally:
+            await hub.stop()
+            await svc.close()
+
+    routes = [
+        *api.ROUTES,
+        *pages.ROUTES,
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    demo = settings.runbooks_dir / "demo"
+    if demo.is_dir():
+        routes.append(Mount("/demo", StaticFiles(directory=demo, html=True), name="demo"))
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=HANDLERS,  # type: ignore[arg-type]
+                    middleware=[Middleware(SecurityHeaders), Middleware(GZipMiddleware, minimum_size=2048)])
+    app.state.templates = templates()
+    app.state.settings = settings
+    return app

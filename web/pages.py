@@ -1,0 +1,67 @@
+"""HTML pages (Jinja2); they fill themselves in live from the SSE streams."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from orchestrator import jobs, scheduler
+from orchestrator.services import Services
+from orchestrator.views import runbook_view
+from web.api import job_filter
+
+TABS = {"all": [], "running": ["queued", "running", "waiting_for_approval", "paused"], "completed": ["completed"],
+        "failed": ["failed"]}
+
+
+def _render(request: Request, name: str, context: dict[str, object]) -> Response:
+    return request.app.state.templates.TemplateResponse(request, name, context)
+
+
+async def home(request: Request) -> Response:
+    return RedirectResponse("/jobs", status_code=302)
+
+
+async def jobs_page(request: Request) -> Response:
+    svc: Services = request.app.state.svc
+    tab = request.query_params.get("tab", "all")
+    tab = tab if tab in TABS else "all"
+    flt = job_filter(request)
+    if not flt.status:
+        flt.status = TABS[tab]
+    page = await jobs.list_jobs(svc, flt)
+    await svc.catalog.refresh()
+    filters = {k: request.query_params.get(k, "") for k in ("status", "runbook", "q", "from", "to", "limit", "start")}
+    return _render(request, "jobs.html", {"page": page, "filters": filters, "tab": tab,
+                                          "runbooks": [v.runbook.name for v in svc.catalog.versions()]})
+
+
+async def job_page(request: Request) -> Response:
+    job = await jobs.get(request.app.state.svc, request.path_params["job_id"])
+    return _render(request, "job.html", {"job": job})
+
+
+async def runbooks_page(request: Request) -> Response:
+    svc: Services = request.app.state.svc
+    await svc.catalog.refresh()
+    items = [runbook_view(v, scheduler.describe(v.runbook.schedule)) for v in svc.catalog.versions()]
+    return _render(request, "runbooks.html", {"runbooks": items, "errors": [str(p) for p in svc.catalog.problems]})
+
+
+async def runbook_page(request: Request) -> Response:
+    svc: Services = request.app.state.svc
+    version = await svc.catalog.get(request.path_params["name"])
+    view = runbook_view(version, scheduler.describe(version.runbook.schedule))
+    view["source"] = version.source
+    history = await jobs.list_jobs(svc, jobs.JobFilter(runbook=version.runbook.name, limit=20))
+    return _render(request, "runbook.html", {"runbook": view, "history": history["items"]})
+
+
+ROUTES = [
+    Route("/", home),
+    Route("/jobs", jobs_page),
+    Route("/jobs/{job_id}", job_page),
+    Route("/runbooks", runbooks_page),
+    Route("/runbooks/{name}", runbook_page),
+]
