@@ -24,8 +24,15 @@ class ArtifactStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def save(self, job_id: str, kind: str, name: str, content: bytes, step_id: str | None = None,
-             mime_type: str | None = None) -> Stored:
+    def save(
+        self,
+        job_id: str,
+        kind: str,
+        name: str,
+        content: bytes,
+        step_id: str | None = None,
+        mime_type: str | None = None,
+    ) -> Stored:
         """Write the file and return the row to insert (the caller inserts it with the step's other writes)."""
         artifact_id = secrets.token_hex(8)
         display = PurePosixPath(name.replace("\\", "/")).name[:200] or f"{kind}-{artifact_id}"
@@ -36,9 +43,18 @@ class ArtifactStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
         mime = mime_type or mimetypes.guess_type(display)[0] or "application/octet-stream"
-        row = {"id": artifact_id, "job_id": job_id, "step_id": step_id, "kind": kind, "name": display,
-               "path": relative, "size": len(content), "mime_type": mime,
-               "sha256": hashlib.sha256(content).hexdigest(), "created_at": utcnow()}
+        row = {
+            "id": artifact_id,
+            "job_id": job_id,
+            "step_id": step_id,
+            "kind": kind,
+            "name": display,
+            "path": relative,
+            "size": len(content),
+            "mime_type": mime,
+            "sha256": hashlib.sha256(content).hexdigest(),
+            "created_at": utcnow(),
+        }
         return Stored(row, path)
 
     def path_of(self, relative: str) -> Path:

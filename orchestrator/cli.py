@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import json
 import logging
@@ -53,8 +54,15 @@ def cmd_web(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = _settings()
-    uvicorn.run("web.app:create_app", factory=True, host=settings.host, port=settings.port,
-                log_level="info", proxy_headers=True, timeout_graceful_shutdown=3)
+    uvicorn.run(
+        "web.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        proxy_headers=True,
+        timeout_graceful_shutdown=3,
+    )
     return 0
 
 
@@ -66,10 +74,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_scheduler(args: argparse.Namespace) -> int:
     from orchestrator import scheduler
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(scheduler.run(_settings()))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
@@ -165,7 +171,8 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="orchestrator", description="Run and watch browser-automation runbooks.")
     sub = top.add_subparsers(dest="command", required=True)
     sub.add_parser("dev", help="everything in one command: Redis, database, web, worker, scheduler").set_defaults(
-        func=cmd_dev)
+        func=cmd_dev
+    )
     sub.add_parser("web", help="the web server").set_defaults(func=cmd_web)
     sub.add_parser("worker", help="a worker process").set_defaults(func=cmd_worker)
     sub.add_parser("scheduler", help="the scheduler process").set_defaults(func=cmd_scheduler)

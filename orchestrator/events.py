@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 from sqlalchemy import insert, select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator.db import tables as t
@@ -46,16 +47,21 @@ class Pending:
 
 
 async def append(conn: AsyncConnection, pending: Sequence[Pending]) -> None:
+    if pending:
+        await conn.run_sync(append_sync, pending)
+
+
+def append_sync(conn: Connection, pending: Sequence[Pending]) -> None:
     """Append events in one statement. On PostgreSQL a transaction lock keeps id order = commit order,
     so a reader that saw id N never later finds a smaller id committed (SQLite has one writer anyway)."""
     if not pending:
         return
     if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
+        conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
     now = utcnow()
-    await conn.execute(insert(t.events), [
-        {"job_id": p.job_id, "type": p.type, "data": p.data, "created_at": now} for p in pending
-    ])
+    conn.execute(
+        insert(t.events), [{"job_id": p.job_id, "type": p.type, "data": p.data, "created_at": now} for p in pending]
+    )
 
 
 async def publish(redis: Redis, job_ids: Iterable[str]) -> None:
@@ -69,8 +75,9 @@ async def publish(redis: Redis, job_ids: Iterable[str]) -> None:
         log.warning("could not announce events for %s: %s", ids, exc)
 
 
-async def read_after(conn: AsyncConnection, after: int, job_id: str | None = None,
-                     types: Sequence[str] | None = None, limit: int = 500) -> list[Event]:
+async def read_after(
+    conn: AsyncConnection, after: int, job_id: str | None = None, types: Sequence[str] | None = None, limit: int = 500
+) -> list[Event]:
     query = select(t.events).where(t.events.c.id > after).order_by(t.events.c.id).limit(limit)
     if job_id is not None:
         query = query.where(t.events.c.job_id == job_id)

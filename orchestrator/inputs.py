@@ -119,8 +119,14 @@ def _file(value: Any) -> Any:
     raise ValueError("must be a file uploaded with the job")
 
 
-_COERCE = {"string": _string, "integer": _integer, "number": _number, "boolean": _boolean, "records": _records,
-           "file": _file}
+_COERCE = {
+    "string": _string,
+    "integer": _integer,
+    "number": _number,
+    "boolean": _boolean,
+    "records": _records,
+    "file": _file,
+}
 
 
 def split_secrets(specs: dict[str, InputSpec], clean: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator import inputs as job_inputs
@@ -105,16 +105,33 @@ async def create(svc: Services, name: str, request: JobRequest) -> tuple[dict[st
     status = JobStatus.SCHEDULED if request.run_at and request.run_at > now else JobStatus.QUEUED
     priority = request.priority or runbook.settings.priority
     row = {
-        "id": job_id, "runbook": name, "version_id": version.id, "runbook_version": version.number,
-        "status": status.value, "priority": priority, "source": request.source, "created_by": request.actor,
-        "inputs": public, "secret_inputs": svc.box.seal(secret), "tags": request.tags, "data": request.data,
-        "created_at": now, "updated_at": now, "scheduled_at": request.run_at, "parent_id": request.parent_id,
-        "idempotency_key": request.idempotency_key, "metrics": {}, "record_counts": {},
+        "id": job_id,
+        "runbook": name,
+        "version_id": version.id,
+        "runbook_version": version.number,
+        "status": status.value,
+        "priority": priority,
+        "source": request.source,
+        "created_by": request.actor,
+        "inputs": public,
+        "secret_inputs": svc.box.seal(secret),
+        "tags": request.tags,
+        "data": request.data,
+        "created_at": now,
+        "updated_at": now,
+        "scheduled_at": request.run_at,
+        "parent_id": request.parent_id,
+        "idempotency_key": request.idempotency_key,
+        "metrics": {},
+        "record_counts": {},
     }
-    steps = [{"job_id": job_id, "position": i, "step_id": s.id, "name": s.name, "action": s.action,
-              "status": "pending"} for i, s in enumerate(runbook.steps)]
-    event = Pending(job_id, "status", {"job_id": job_id, "status": status.value, "previous": None,
-                                       "at": now.isoformat()})
+    steps = [
+        {"job_id": job_id, "position": i, "step_id": s.id, "name": s.name, "action": s.action, "status": "pending"}
+        for i, s in enumerate(runbook.steps)
+    ]
+    event = Pending(
+        job_id, "status", {"job_id": job_id, "status": status.value, "previous": None, "at": now.isoformat()}
+    )
     try:
         async with writing(svc.engine) as conn:
             await conn.execute(insert(t.jobs).values(**row))
@@ -139,8 +156,9 @@ async def _enqueue(svc: Services, job_id: str, attempt: int, priority: str, run_
 
 async def _by_key(svc: Services, name: str, key: str) -> dict[str, Any] | None:
     async with reading(svc.engine) as conn:
-        job_id = (await conn.execute(select(t.jobs.c.id).where(
-            t.jobs.c.runbook == name, t.jobs.c.idempotency_key == key))).scalar()
+        job_id = (
+            await conn.execute(select(t.jobs.c.id).where(t.jobs.c.runbook == name, t.jobs.c.idempotency_key == key))
+        ).scalar()
         return await job_view(conn, job_id) if job_id else None
 
 
@@ -163,7 +181,7 @@ class JobFilter:
 
 
 async def list_jobs(svc: Services, flt: JobFilter) -> dict[str, Any]:
-    where = []
+    where: list[ColumnElement[bool]] = []
     if flt.status:
         where.append(t.jobs.c.status.in_(flt.status))
     if flt.runbook:
@@ -171,8 +189,11 @@ async def list_jobs(svc: Services, flt: JobFilter) -> dict[str, Any]:
     if flt.source:
         where.append(t.jobs.c.source == flt.source)
     if flt.q:
-        where.append(or_(t.jobs.c.runbook.contains(flt.q, autoescape=True),
-                         t.jobs.c.external_id.contains(flt.q, autoescape=True)))
+        where.append(
+            or_(
+                t.jobs.c.runbook.contains(flt.q, autoescape=True), t.jobs.c.external_id.contains(flt.q, autoescape=True)
+            )
+        )
     if flt.start_from:
         where.append(t.jobs.c.created_at >= flt.start_from)
     if flt.until:
@@ -201,27 +222,35 @@ async def act(svc: Services, job_id: str, action: Action, actor: str, comment: s
     try:
         async with writing(svc.engine) as conn:
             await move(conn, job_id, target, expected=set(sources), values=values, events=events)
-            await conn.execute(insert(t.audit).values(job_id=job_id, actor=actor, action=action.value,
-                                                      comment=comment, outcome="ok", at=utcnow()))
+            await conn.execute(
+                insert(t.audit).values(
+                    job_id=job_id, actor=actor, action=action.value, comment=comment, outcome="ok", at=utcnow()
+                )
+            )
             await append(conn, events)
     except InvalidTransition:
         status = await _audit_refused(svc, job_id, action, actor, comment)
         allowed = [a.value for a in allowed_actions(status)]
-        raise InvalidTransition(f"Cannot {action.value} job {job_id}: it is {status.value}; "
-                                f"allowed now: {', '.join(allowed) or 'nothing'}.",
-                                status=status.value, allowed_actions=allowed) from None
+        raise InvalidTransition(
+            f"Cannot {action.value} job {job_id}: it is {status.value}; "
+            f"allowed now: {', '.join(allowed) or 'nothing'}.",
+            status=status.value,
+            allowed_actions=allowed,
+        ) from None
     await svc.redis.publish(CONTROL_CHANNEL, json.dumps({"job_id": job_id, "action": action.value}))
     await publish(svc.redis, [job_id])
     return await get(svc, job_id)
 
 
-async def _audit_refused(svc: Services, job_id: str, action: Action, actor: str,
-                         comment: str | None) -> JobStatus:
+async def _audit_refused(svc: Services, job_id: str, action: Action, actor: str, comment: str | None) -> JobStatus:
     """Record a refused action; return the job's status now."""
     async with writing(svc.engine) as conn:
         status = (await conn.execute(select(t.jobs.c.status).where(t.jobs.c.id == job_id))).scalar()
         if status is None:
             raise JobNotFound(f"No job has the id {job_id}.")
-        await conn.execute(insert(t.audit).values(job_id=job_id, actor=actor, action=action.value, comment=comment,
-                                                  outcome="refused", at=utcnow()))
+        await conn.execute(
+            insert(t.audit).values(
+                job_id=job_id, actor=actor, action=action.value, comment=comment, outcome="refused", at=utcnow()
+            )
+        )
     return JobStatus(status)

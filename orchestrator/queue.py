@@ -31,8 +31,9 @@ def arq_job_id(job_id: str, attempt: int) -> str:
     return f"{job_id}:{attempt}"
 
 
-async def enqueue(pool: ArqRedis, job_id: str, attempt: int = 1, priority: str = "normal",
-                  run_at: datetime | None = None) -> None:
+async def enqueue(
+    pool: ArqRedis, job_id: str, attempt: int = 1, priority: str = "normal", run_at: datetime | None = None
+) -> None:
     now = utcnow()
     when = run_at if run_at and run_at > now else now - PRIORITY_HEAD_START.get(priority, timedelta(0))
     await pool.enqueue_job(FUNCTION, job_id, attempt, _job_id=arq_job_id(job_id, attempt), _defer_until=when)

@@ -39,10 +39,16 @@ def describe(schedule: Schedule | None, now: datetime | None = None) -> dict[str
     if schedule is None:
         return None
     now = now or utcnow()
-    return {"cron": schedule.cron, "timezone": schedule.timezone, "inputs": schedule.inputs,
-            "active": schedule.active, "catch_up": schedule.catch_up, "overlap": schedule.overlap,
-            "previous_trigger": previous_fire(schedule, now).isoformat(),
-            "next_trigger": next_fire(schedule, now).isoformat() if schedule.active else None}
+    return {
+        "cron": schedule.cron,
+        "timezone": schedule.timezone,
+        "inputs": schedule.inputs,
+        "active": schedule.active,
+        "catch_up": schedule.catch_up,
+        "overlap": schedule.overlap,
+        "previous_trigger": previous_fire(schedule, now).isoformat(),
+        "next_trigger": next_fire(schedule, now).isoformat() if schedule.active else None,
+    }
 
 
 async def fire_due(svc: Services, since: datetime, until: datetime) -> int:
@@ -56,8 +62,12 @@ async def fire_due(svc: Services, since: datetime, until: datetime) -> int:
         fire = next_fire(schedule, since)
         if fire > until:
             continue
-        request = jobs.JobRequest(inputs=dict(schedule.inputs), source="schedule", actor="scheduler",
-                                  idempotency_key=f"schedule:{fire.astimezone(ZoneInfo('UTC')).isoformat()}")
+        request = jobs.JobRequest(
+            inputs=dict(schedule.inputs),
+            source="schedule",
+            actor="scheduler",
+            idempotency_key=f"schedule:{fire.astimezone(ZoneInfo('UTC')).isoformat()}",
+        )
         try:
             _, new = await jobs.create(svc, version.runbook.name, request)
             created += new

@@ -28,9 +28,14 @@ class Services:
     async def open(cls, settings: Settings) -> Services:
         engine = create_engine(settings.database_url)
         redis = await queue.connect(settings.redis)
-        return cls(settings=settings, engine=engine, redis=redis,
-                   catalog=Catalog(settings.runbooks_dir, engine), box=SecretBox(settings.secret_key),
-                   store=ArtifactStore(settings.artifacts_dir))
+        return cls(
+            settings=settings,
+            engine=engine,
+            redis=redis,
+            catalog=Catalog(settings.runbooks_dir, engine),
+            box=SecretBox(settings.secret_key),
+            store=ArtifactStore(settings.artifacts_dir),
+        )
 
     async def close(self) -> None:
         await self.redis.aclose()

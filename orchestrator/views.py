@@ -28,41 +28,85 @@ def artifact_url(job_id: str, artifact_id: str) -> str:
 def job_summary(row: RowMapping) -> dict[str, Any]:
     """The job's own fields (what lists show)."""
     error = {"message": row["error_message"], "step_id": row["error_step_id"]} if row["error_message"] else None
-    metrics = {"steps_succeeded": 0, "steps_failed": 0, "steps_skipped": 0, "retries": 0, "duration_s": None,
-               **(row["metrics"] or {})}
+    metrics = {
+        "steps_succeeded": 0,
+        "steps_failed": 0,
+        "steps_skipped": 0,
+        "retries": 0,
+        "duration_s": None,
+        **(row["metrics"] or {}),
+    }
     counts = {"total": 0, "succeeded": 0, "failed": 0, "skipped": 0, **(row["record_counts"] or {})}
     return {
-        "id": row["id"], "runbook": row["runbook"], "runbook_version": row["runbook_version"],
-        "status": row["status"], "priority": row["priority"], "source": row["source"],
-        "external_id": row["external_id"], "robot": row["robot"], "created_by": row["created_by"],
-        "inputs": row["inputs"], "outputs": row["outputs"], "tags": row["tags"], "data": row["data"],
-        "created_at": iso(row["created_at"]), "scheduled_at": iso(row["scheduled_at"]),
-        "started_at": iso(row["started_at"]), "finished_at": iso(row["finished_at"]),
-        "duration_s": row["duration_s"], "summary": row["summary"], "error": error, "warnings": row["warnings"],
-        "metrics": metrics, "record_counts": counts, "approval": row["approval"], "parent_id": row["parent_id"],
+        "id": row["id"],
+        "runbook": row["runbook"],
+        "runbook_version": row["runbook_version"],
+        "status": row["status"],
+        "priority": row["priority"],
+        "source": row["source"],
+        "external_id": row["external_id"],
+        "robot": row["robot"],
+        "created_by": row["created_by"],
+        "inputs": row["inputs"],
+        "outputs": row["outputs"],
+        "tags": row["tags"],
+        "data": row["data"],
+        "created_at": iso(row["created_at"]),
+        "scheduled_at": iso(row["scheduled_at"]),
+        "started_at": iso(row["started_at"]),
+        "finished_at": iso(row["finished_at"]),
+        "duration_s": row["duration_s"],
+        "summary": row["summary"],
+        "error": error,
+        "warnings": row["warnings"],
+        "metrics": metrics,
+        "record_counts": counts,
+        "approval": row["approval"],
+        "parent_id": row["parent_id"],
         "attempt": row["attempt"],
     }
 
 
 def step_view(row: RowMapping | dict[str, Any], screenshot_url: str | None = None) -> dict[str, Any]:
     return {
-        "id": row["step_id"], "name": row["name"], "action": row["action"], "status": row["status"],
-        "started_at": iso(row["started_at"]), "finished_at": iso(row["finished_at"]),
-        "duration_s": row["duration_s"], "retries": row["retries"], "attempt": row["attempt"],
-        "captured": row["captured"], "error": row["error"], "screenshot_url": screenshot_url,
+        "id": row["step_id"],
+        "name": row["name"],
+        "action": row["action"],
+        "status": row["status"],
+        "started_at": iso(row["started_at"]),
+        "finished_at": iso(row["finished_at"]),
+        "duration_s": row["duration_s"],
+        "retries": row["retries"],
+        "attempt": row["attempt"],
+        "captured": row["captured"],
+        "error": row["error"],
+        "screenshot_url": screenshot_url,
     }
 
 
 def artifact_view(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "kind": row["kind"], "name": row["name"], "size": row["size"],
-            "mime_type": row["mime_type"], "step_id": row["step_id"], "created_at": iso(row["created_at"]),
-            "url": artifact_url(row["job_id"], row["id"])}
+    return {
+        "id": row["id"],
+        "kind": row["kind"],
+        "name": row["name"],
+        "size": row["size"],
+        "mime_type": row["mime_type"],
+        "step_id": row["step_id"],
+        "created_at": iso(row["created_at"]),
+        "url": artifact_url(row["job_id"], row["id"]),
+    }
 
 
 def record_view(row: RowMapping) -> dict[str, Any]:
-    return {"sequence": row["sequence"], "record_id": row["record_id"], "record_name": row["record_name"],
-            "status": row["status"], "result": row["result"], "error": row["error"],
-            "processed_at": iso(row["processed_at"])}
+    return {
+        "sequence": row["sequence"],
+        "record_id": row["record_id"],
+        "record_name": row["record_name"],
+        "status": row["status"],
+        "result": row["result"],
+        "error": row["error"],
+        "processed_at": iso(row["processed_at"]),
+    }
 
 
 async def job_view(conn: AsyncConnection, job_id: str) -> dict[str, Any]:
@@ -71,20 +115,42 @@ async def job_view(conn: AsyncConnection, job_id: str) -> dict[str, Any]:
     if row is None:
         raise JobNotFound(f"No job has the id {job_id}.")
     job = job_summary(row)
-    artifacts = (await conn.execute(select(t.artifacts).where(t.artifacts.c.job_id == job_id)
-                                    .order_by(t.artifacts.c.created_at))).mappings().all()
+    artifacts = (
+        (
+            await conn.execute(
+                select(t.artifacts).where(t.artifacts.c.job_id == job_id).order_by(t.artifacts.c.created_at)
+            )
+        )
+        .mappings()
+        .all()
+    )
     shots = {a["step_id"]: artifact_url(job_id, a["id"]) for a in artifacts if a["kind"] == "screenshot"}
-    steps = (await conn.execute(select(t.steps).where(t.steps.c.job_id == job_id)
-                                .order_by(t.steps.c.position))).mappings().all()
-    records = (await conn.execute(select(t.records).where(t.records.c.job_id == job_id)
-                                  .order_by(t.records.c.sequence))).mappings().all()
-    audit = (await conn.execute(select(t.audit).where(t.audit.c.job_id == job_id)
-                                .order_by(t.audit.c.id))).mappings().all()
+    steps = (
+        (await conn.execute(select(t.steps).where(t.steps.c.job_id == job_id).order_by(t.steps.c.position)))
+        .mappings()
+        .all()
+    )
+    records = (
+        (await conn.execute(select(t.records).where(t.records.c.job_id == job_id).order_by(t.records.c.sequence)))
+        .mappings()
+        .all()
+    )
+    audit = (
+        (await conn.execute(select(t.audit).where(t.audit.c.job_id == job_id).order_by(t.audit.c.id))).mappings().all()
+    )
     job["steps"] = [step_view(s, shots.get(s["step_id"])) for s in steps]
     job["records"] = [record_view(r) for r in records]
     job["artifacts"] = [artifact_view(a) for a in artifacts]
-    job["audit"] = [{"at": iso(a["at"]), "actor": a["actor"], "action": a["action"], "comment": a["comment"],
-                     "outcome": a["outcome"]} for a in audit]
+    job["audit"] = [
+        {
+            "at": iso(a["at"]),
+            "actor": a["actor"],
+            "action": a["action"],
+            "comment": a["comment"],
+            "outcome": a["outcome"],
+        }
+        for a in audit
+    ]
     return job
 
 
@@ -98,9 +164,16 @@ def runbook_view(version: Any, schedule: dict[str, Any] | None) -> dict[str, Any
             item["default"] = "********"
         inputs[name] = item
     return {
-        "name": runbook.name, "title": runbook.display_title, "description": runbook.description,
-        "status": runbook.status, "version": version.number, "hash": version.hash, "inputs": inputs,
-        "settings": runbook.settings.model_dump(), "schedule": schedule,
+        "name": runbook.name,
+        "title": runbook.display_title,
+        "description": runbook.description,
+        "status": runbook.status,
+        "version": version.number,
+        "hash": version.hash,
+        "inputs": inputs,
+        "settings": runbook.settings.model_dump(),
+        "schedule": schedule,
         "steps": [{"id": s.id, "name": s.name, "action": s.action} for s in runbook.steps],
-        "steps_count": len(runbook.steps), "outputs": list(runbook.outputs),
+        "steps_count": len(runbook.steps),
+        "outputs": list(runbook.outputs),
     }

@@ -57,8 +57,9 @@ async def get_runbook(request: Request) -> JSONResponse:
 
 async def create_job(request: Request) -> JSONResponse:
     body = await _json_body(request)
-    job_request = jobs.JobRequest.from_json(body, source=request.headers.get("x-source", "api")[:32] or "api",
-                                            actor=_actor(request))
+    job_request = jobs.JobRequest.from_json(
+        body, source=request.headers.get("x-source", "api")[:32] or "api", actor=_actor(request)
+    )
     job, created = await jobs.create(_svc(request), request.path_params["name"], job_request)
     return JSONResponse(job, status_code=201 if created else 200)
 
@@ -90,10 +91,17 @@ def _date(request: Request, name: str) -> datetime | None:
 def job_filter(request: Request) -> jobs.JobFilter:
     q = request.query_params
     statuses = [s for s in q.get("status", "").split(",") if s]
-    return jobs.JobFilter(status=statuses, runbook=q.get("runbook") or None, q=q.get("q") or None,
-                          tag=q.get("tag") or None, source=q.get("source") or None, start_from=_date(request, "from"),
-                          until=_date(request, "to"), limit=_int(request, "limit", 50, 1, 200),
-                          start=_int(request, "start", 0, 0, 10_000_000))
+    return jobs.JobFilter(
+        status=statuses,
+        runbook=q.get("runbook") or None,
+        q=q.get("q") or None,
+        tag=q.get("tag") or None,
+        source=q.get("source") or None,
+        start_from=_date(request, "from"),
+        until=_date(request, "to"),
+        limit=_int(request, "limit", 50, 1, 200),
+        start=_int(request, "start", 0, 0, 10_000_000),
+    )
 
 
 async def list_jobs(request: Request) -> JSONResponse:
@@ -120,17 +128,28 @@ async def artifact(request: Request) -> Response:
     svc = _svc(request)
     job_id, artifact_id = request.path_params["job_id"], request.path_params["artifact_id"]
     async with reading(svc.engine) as conn:
-        row = (await conn.execute(select(t.artifacts).where(t.artifacts.c.id == artifact_id,
-                                                            t.artifacts.c.job_id == job_id))).mappings().first()
+        row = (
+            (
+                await conn.execute(
+                    select(t.artifacts).where(t.artifacts.c.id == artifact_id, t.artifacts.c.job_id == job_id)
+                )
+            )
+            .mappings()
+            .first()
+        )
     if row is None:
         raise ArtifactNotFound(f"Job {job_id} has no artifact {artifact_id}.")
     path = svc.store.path_of(row["path"])
     if not path.is_file():
         raise ArtifactNotFound(f"The file of artifact {artifact_id} is missing from the artifact store.")
     inline = row["mime_type"].startswith("image/") and request.query_params.get("download") is None
-    return FileResponse(path, media_type=row["mime_type"], filename=row["name"],
-                        content_disposition_type="inline" if inline else "attachment",
-                        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"})
+    return FileResponse(
+        path,
+        media_type=row["mime_type"],
+        filename=row["name"],
+        content_disposition_type="inline" if inline else "attachment",
+        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"},
+    )
 
 
 async def healthz(request: Request) -> JSONResponse:

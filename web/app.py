@@ -54,8 +54,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     demo = settings.runbooks_dir / "demo"
     if demo.is_dir():
         routes.append(Mount("/demo", StaticFiles(directory=demo, html=True), name="demo"))
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=HANDLERS,  # type: ignore[arg-type]
-                    middleware=[Middleware(SecurityHeaders), Middleware(GZipMiddleware, minimum_size=2048)])
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        middleware=[Middleware(SecurityHeaders), Middleware(GZipMiddleware, minimum_size=2048)],
+    )
     app.state.templates = templates()
     app.state.settings = settings
     return app

@@ -22,8 +22,9 @@ def _answer(request: Request, status: int, body: dict[str, Any]) -> Response:
     if request.url.path.startswith("/api/") or "text/html" not in request.headers.get("accept", ""):
         return JSONResponse(body, status_code=status)
     templates = request.app.state.templates
-    return templates.TemplateResponse(request, "error.html", {"status_code": status, "message": body["error"]},
-                                      status_code=status)
+    return templates.TemplateResponse(
+        request, "error.html", {"status_code": status, "message": body["error"]}, status_code=status
+    )
 
 
 async def orchestrator_error(request: Request, exc: Exception) -> Response:

@@ -11,8 +11,12 @@ from orchestrator.services import Services
 from orchestrator.views import runbook_view
 from web.api import job_filter
 
-TABS = {"all": [], "running": ["queued", "running", "waiting_for_approval", "paused"], "completed": ["completed"],
-        "failed": ["failed"]}
+TABS = {
+    "all": [],
+    "running": ["queued", "running", "waiting_for_approval", "paused"],
+    "completed": ["completed"],
+    "failed": ["failed"],
+}
 
 
 def _render(request: Request, name: str, context: dict[str, object]) -> Response:
@@ -33,8 +37,11 @@ async def jobs_page(request: Request) -> Response:
     page = await jobs.list_jobs(svc, flt)
     await svc.catalog.refresh()
     filters = {k: request.query_params.get(k, "") for k in ("status", "runbook", "q", "from", "to", "limit", "start")}
-    return _render(request, "jobs.html", {"page": page, "filters": filters, "tab": tab,
-                                          "runbooks": [v.runbook.name for v in svc.catalog.versions()]})
+    return _render(
+        request,
+        "jobs.html",
+        {"page": page, "filters": filters, "tab": tab, "runbooks": [v.runbook.name for v in svc.catalog.versions()]},
+    )
 
 
 async def job_page(request: Request) -> Response:

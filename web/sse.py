@@ -28,8 +28,9 @@ def _event(event: events.Event) -> ServerSentEvent:
     return ServerSentEvent(data=json.dumps(event.data), event=event.type, id=str(event.id))
 
 
-async def _follow(request: Request, job_id: str | None, after: int,
-                  types: tuple[str, ...] | None) -> AsyncIterator[ServerSentEvent]:
+async def _follow(
+    request: Request, job_id: str | None, after: int, types: tuple[str, ...] | None
+) -> AsyncIterator[ServerSentEvent]:
     svc: Services = request.app.state.svc
     with request.app.state.hub.subscribe(job_id) as news:
         while True:
@@ -69,5 +70,6 @@ async def all_stream(request: Request) -> EventSourceResponse:
     if after is None:
         async with reading(svc.engine) as conn:
             after = await events.last_id(conn)
-    return EventSourceResponse(_follow(request, None, after, events.GLOBAL_TYPES), ping=HEARTBEAT_S,
-                               headers={"Cache-Control": "no-store"})
+    return EventSourceResponse(
+        _follow(request, None, after, events.GLOBAL_TYPES), ping=HEARTBEAT_S, headers={"Cache-Control": "no-store"}
+    )

@@ -11,8 +11,15 @@ from playwright.async_api import Browser, BrowserContext, Playwright, async_play
 
 log = logging.getLogger(__name__)
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+]
 SYSTEM_CHROMIUMS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
@@ -25,8 +32,10 @@ def find_chromium(configured: str | None, playwright_path: str | None = None) ->
     for name in SYSTEM_CHROMIUMS:
         if found := shutil.which(name):
             return found
-    raise RuntimeError("No Chromium found: set ORCH_BROWSER_PATH, run `playwright install chromium`, "
-                       "or install the system package `chromium`.")
+    raise RuntimeError(
+        "No Chromium found: set ORCH_BROWSER_PATH, run `playwright install chromium`, "
+        "or install the system package `chromium`."
+    )
 
 
 class BrowserPool:
@@ -44,8 +53,9 @@ class BrowserPool:
                     self._playwright = await async_playwright().start()
                 path = find_chromium(self._configured, self._playwright.chromium.executable_path)
                 log.info("starting Chromium %s", path or "(Playwright's own)")
-                self._browser = await self._playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS,
-                                                                       headless=True)
+                self._browser = await self._playwright.chromium.launch(
+                    executable_path=path, args=CHROMIUM_ARGS, headless=True
+                )
                 self.launches += 1
             return self._browser
 

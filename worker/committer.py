@@ -10,19 +10,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator.db.engine import writing
-from orchestrator.events import Pending, append, publish
+from orchestrator.db.engine import create_sqlite_sync_engine, writing
+from orchestrator.events import Pending, append_sync, publish
 
 log = logging.getLogger(__name__)
 
-Op = Callable[[AsyncConnection], Awaitable[Any]]
+#: A write: a plain function of a synchronous connection, run inside the batch's transaction.
+Op = Callable[[Connection], Any]
 
 
 @dataclass
@@ -32,17 +35,21 @@ class Write:
     events: list[Pending] = field(default_factory=list)
     done: asyncio.Future[Any] | None = None
 
-    async def apply(self, conn: AsyncConnection) -> Any:
+    def apply(self, conn: Connection) -> Any:
         result = None
         for op in self.ops:
-            result = await op(conn)
-        await append(conn, self.events)
+            result = op(conn)
         return result
 
 
 class Committer:
     def __init__(self, engine: AsyncEngine, redis: Redis, max_batch: int = 200) -> None:
         self._engine = engine
+        self._sqlite: Engine | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        if engine.dialect.name == "sqlite":
+            self._sqlite = create_sqlite_sync_engine(str(engine.url.render_as_string(hide_password=False)))
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="committer")
         self._redis = redis
         self._queue: asyncio.Queue[Write] = asyncio.Queue()
         self._max_batch = max_batch
@@ -58,6 +65,9 @@ class Committer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._thread is not None and self._sqlite is not None:
+            self._thread.shutdown()
+            self._sqlite.dispose()
 
     def submit(self, write: Write) -> asyncio.Future[Any]:
         write.done = asyncio.get_running_loop().create_future()
@@ -94,8 +104,7 @@ class Committer:
     async def _transaction(self, batch: list[Write]) -> list[Any]:
         for attempt in range(5):
             try:
-                async with writing(self._engine) as conn:
-                    results = [await write.apply(conn) for write in batch]
+                results = await self._run_batch(batch)
                 self.commits += 1
                 return results
             except Exception as exc:
@@ -104,11 +113,31 @@ class Committer:
                 await asyncio.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
 
+    async def _run_batch(self, batch: list[Write]) -> list[Any]:
+        if self._sqlite is not None:
+            engine = self._sqlite
+            return await asyncio.get_running_loop().run_in_executor(self._thread, _apply_all, engine, batch)
+        async with writing(self._engine) as conn:
+            return await conn.run_sync(_apply_batch, batch)
+
     async def _alone(self, write: Write) -> tuple[bool, Any]:
         try:
             return True, (await self._transaction([write]))[0]
         except Exception as exc:  # noqa: BLE001 - handed to the submitter
             return False, exc
+
+
+def _apply_batch(conn: Connection, batch: list[Write]) -> list[Any]:
+    results = [write.apply(conn) for write in batch]
+    append_sync(conn, [event for write in batch for event in write.events])
+    return results
+
+
+def _apply_all(engine: Engine, batch: list[Write]) -> list[Any]:
+    with engine.connect() as conn:
+        conn = conn.execution_options(write=True)
+        with conn.begin():
+            return _apply_batch(conn, batch)
 
 
 def _transient(exc: Exception) -> bool:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from orchestrator.runbooks.catalog import Version
 from orchestrator.services import Services
 from worker.actions import Registry
 from worker.browser import BrowserPool
@@ -22,4 +23,4 @@ class Deps:
     committer: Committer
     robot: str
     running: dict[str, Executor] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    versions: dict[int, Version] = field(default_factory=dict)

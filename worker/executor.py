@@ -13,25 +13,27 @@ from playwright.async_api import BrowserContext, Page
 from playwright.async_api import Error as PlaywrightError
 from pydantic import ValidationError
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from orchestrator import templating
 from orchestrator.db import tables as t
-from orchestrator.db.engine import reading, writing
+from orchestrator.db.engine import reading
 from orchestrator.db.tables import utcnow
 from orchestrator.errors import InvalidTransition, OrchestratorError, StepError, StepTimeout
-from orchestrator.events import Pending, append
+from orchestrator.events import Pending, append_sync
 from orchestrator.runbooks.catalog import load_version
 from orchestrator.runbooks.schema import Runbook
 from orchestrator.runbooks.steps import BASE_FIELDS, StepBase
 from orchestrator.states import JobStatus, StepStatus
-from orchestrator.transitions import move
+from orchestrator.transitions import move_sync
 from orchestrator.views import artifact_url, iso, step_view
 from worker.committer import Write
 from worker.context import StepContext
 from worker.deps import Deps
 
 log = logging.getLogger(__name__)
+
+RUNNING_NOTICE_S = 0.05
 
 
 @dataclass
@@ -62,6 +64,7 @@ class Executor:
         self._masks: list[Any] = []
         self._pending: list[asyncio.Future[Any]] = []
         self._step_task: asyncio.Task[Any] | None = None
+        self._checkpoint: dict[str, Any] | None = None
         self.tally = Tally()
 
     # -- writing ---------------------------------------------------------------------------------
@@ -88,35 +91,56 @@ class Executor:
         finally:
             self.deps.running.pop(self.job_id, None)
             await self._close_browser()
-            await self._flush()
+            self._settle()
+
+    def _settle(self) -> None:
+        """Hand the last writes to the committer without holding the worker slot until they commit;
+        the committer commits them in order and drains before the worker exits."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.add_done_callback(self._report_failure)
+
+    def _report_failure(self, future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            log.error("job %s: a write failed: %s", self.job_id, future.exception())
 
     async def _claim(self) -> tuple[Runbook, dict[str, Any], int] | None:
-        events: list[Pending] = []
-        async with writing(self.deps.svc.engine) as conn:
-            job = (await conn.execute(select(t.jobs).where(t.jobs.c.id == self.job_id))).mappings().first()
-            if job is None or job["attempt"] != self.attempt:
+        """Move the job to running (or take over its own attempt) through the process's one writer."""
+        job_id, attempt, robot = self.job_id, self.attempt, self.deps.robot
+
+        def claim(conn: Connection) -> tuple[dict[str, Any], int] | None:
+            job = conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).mappings().first()
+            if job is None or job["attempt"] != attempt:
                 return None
+            events: list[Pending] = []
             status = JobStatus(job["status"])
             if status is JobStatus.SCHEDULED:
-                await move(conn, self.job_id, JobStatus.QUEUED, events=events)
+                move_sync(conn, job_id, JobStatus.QUEUED, events=events)
                 status = JobStatus.QUEUED
             if status is JobStatus.QUEUED:
-                now = utcnow()
-                await move(conn, self.job_id, JobStatus.RUNNING, expected={JobStatus.QUEUED}, attempt=self.attempt,
-                           values={"started_at": job["started_at"] or now, "robot": self.deps.robot},
-                           events=events)
+                values = {"started_at": job["started_at"] or utcnow(), "robot": robot}
+                move_sync(
+                    conn,
+                    job_id,
+                    JobStatus.RUNNING,
+                    expected={JobStatus.QUEUED},
+                    attempt=attempt,
+                    values=values,
+                    events=events,
+                )
             elif status is not JobStatus.RUNNING:
                 return None  # cancelled, finished, or waiting on a person: nothing to run
-            await append(conn, events)
-            resume_from = await _first_unfinished(conn, self.job_id)
-        await self._announce()
-        version = await load_version(self.deps.svc.engine, job["version_id"])
-        return version.runbook, dict(job), resume_from
+            append_sync(conn, events)
+            return dict(job), _first_unfinished(conn, job_id)
 
-    async def _announce(self) -> None:
-        from orchestrator.events import publish
-
-        await publish(self.deps.svc.redis, [self.job_id])
+        claimed = await self.deps.committer.submit(Write(job_id, [claim]))
+        if claimed is None:
+            return None
+        job, resume_from = claimed
+        if job["version_id"] not in self.deps.versions:  # versions never change: read each once
+            self.deps.versions[job["version_id"]] = await load_version(self.deps.svc.engine, job["version_id"])
+        self._checkpoint = job["checkpoint"]
+        return self.deps.versions[job["version_id"]].runbook, job, resume_from
 
     async def _execute(self, runbook: Runbook, job: dict[str, Any], resume_from: int) -> None:
         started = time.monotonic()
@@ -124,7 +148,8 @@ class Executor:
         secrets = frozenset(str(v) for k, v in inputs.items() if k in runbook.inputs and runbook.inputs[k].secret)
         checkpoint = job["checkpoint"] or {}
         scope: dict[str, Any] = {
-            "inputs": inputs, "captured": dict(checkpoint.get("captured", {})),
+            "inputs": inputs,
+            "captured": dict(checkpoint.get("captured", {})),
             "job": {"id": self.job_id, "runbook": job["runbook"], "version": job["runbook_version"]},
             "server": {"url": self.deps.svc.settings.public_url},
         }
@@ -146,26 +171,50 @@ class Executor:
 
     # -- one step --------------------------------------------------------------------------------
 
-    async def _run_step(self, position: int, step: StepBase, runbook: Runbook, scope: dict[str, Any],
-                        secrets: frozenset[str]) -> StepOutcome:
-        row: dict[str, Any] = {"step_id": step.id, "name": step.name, "action": step.action,
-                               "status": StepStatus.RUNNING.value, "started_at": utcnow(), "finished_at": None,
-                               "duration_s": None, "retries": 0, "attempt": self.attempt, "captured": None,
-                               "error": None}
-        self._write(self._update_step(row), events=[self._step_event(row)])
+    async def _run_step(
+        self, position: int, step: StepBase, runbook: Runbook, scope: dict[str, Any], secrets: frozenset[str]
+    ) -> StepOutcome:
+        row: dict[str, Any] = {
+            "step_id": step.id,
+            "name": step.name,
+            "action": step.action,
+            "status": StepStatus.RUNNING.value,
+            "started_at": utcnow(),
+            "finished_at": None,
+            "duration_s": None,
+            "retries": 0,
+            "attempt": self.attempt,
+            "captured": None,
+            "error": None,
+        }
+        # A step that ends within RUNNING_NOTICE_S is written once, when it ends; a longer one is
+        # announced as running then. Writes per step are where throughput goes.
+        notice = asyncio.get_running_loop().call_later(
+            RUNNING_NOTICE_S, lambda: self._write(self._update_step(dict(row)), events=[self._step_event(row)])
+        )
         began = time.monotonic()
         ctx = self._context_for(step, scope, secrets)
-        outcome, captured = await self._attempts(step, runbook, scope, ctx)
+        try:
+            outcome, captured = await self._attempts(step, runbook, scope, ctx)
+        finally:
+            notice.cancel()
         if outcome.status is not StepStatus.SKIPPED and step.browser and self._page and step.screenshot == "after":
             await self._screenshot(ctx, f"{step.id}.png")
-        row.update(status=outcome.status.value, finished_at=utcnow(), duration_s=round(time.monotonic() - began, 3),
-                   retries=ctx.retries, captured=_jsonable(captured, secrets), error=outcome.error)
+        row.update(
+            status=outcome.status.value,
+            finished_at=utcnow(),
+            duration_s=round(time.monotonic() - began, 3),
+            retries=ctx.retries,
+            captured=_jsonable(captured, secrets),
+            error=outcome.error,
+        )
         self._count(outcome, ctx.retries, step.id)
         self._record_step(row, ctx, scope, secrets)
         return outcome
 
-    async def _attempts(self, step: StepBase, runbook: Runbook, scope: dict[str, Any],
-                        ctx: StepContext) -> tuple[StepOutcome, Any]:
+    async def _attempts(
+        self, step: StepBase, runbook: Runbook, scope: dict[str, Any], ctx: StepContext
+    ) -> tuple[StepOutcome, Any]:
         try:
             if step.when is not None and not _truthy(templating.render(step.when, scope)):
                 return StepOutcome(StepStatus.SKIPPED), None
@@ -204,20 +253,28 @@ class Executor:
         """Render the step's templates and validate the result against the action's model."""
         raw = step.model_dump(by_alias=True, exclude={"when", *step.lazy})
         lazy = {name: getattr(step, name) for name in step.lazy}
-        rendered = templating.render({k: v for k, v in raw.items() if k not in BASE_FIELDS or k in
-                                      ("timeout", "retries")}, scope)
+        rendered = templating.render(
+            {k: v for k, v in raw.items() if k not in BASE_FIELDS or k in ("timeout", "retries")}, scope
+        )
         base = {k: v for k, v in raw.items() if k in BASE_FIELDS and k not in ("timeout", "retries")}
         try:
             return type(step).model_validate({**base, **rendered, **lazy})
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'][:1])) or 'step'}: {e['msg']}"
-                                 for e in exc.errors()[:3])
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'][:1])) or 'step'}: {e['msg']}" for e in exc.errors()[:3])
             raise StepError(f"After templating, the step is not valid: {problems}.") from None
 
     def _context_for(self, step: StepBase, scope: dict[str, Any], secrets: frozenset[str]) -> StepContext:
-        return StepContext(job_id=self.job_id, step_id=step.id, get_page=self._get_page,
-                           store=self.deps.svc.store, captured=scope["captured"], secrets=secrets,
-                           masks=self._masks, deadline=time.monotonic(), load_artifact=self._load_artifact)
+        return StepContext(
+            job_id=self.job_id,
+            step_id=step.id,
+            get_page=self._get_page,
+            store=self.deps.svc.store,
+            captured=scope["captured"],
+            secrets=secrets,
+            masks=self._masks,
+            deadline=time.monotonic(),
+            load_artifact=self._load_artifact,
+        )
 
     async def _get_page(self) -> Page:
         if self._page is None or self._page.is_closed():
@@ -237,8 +294,15 @@ class Executor:
     async def _load_artifact(self, artifact_id: str) -> tuple[dict[str, Any], bytes]:
         await self._flush()  # an artifact saved by an earlier step may still be on its way
         async with reading(self.deps.svc.engine) as conn:
-            row = (await conn.execute(select(t.artifacts).where(
-                t.artifacts.c.id == artifact_id, t.artifacts.c.job_id == self.job_id))).mappings().first()
+            row = (
+                (
+                    await conn.execute(
+                        select(t.artifacts).where(t.artifacts.c.id == artifact_id, t.artifacts.c.job_id == self.job_id)
+                    )
+                )
+                .mappings()
+                .first()
+            )
         if row is None:
             raise StepError(f"This job has no file with the id {artifact_id}.")
         return dict(row), self.deps.svc.store.path_of(row["path"]).read_bytes()
@@ -252,30 +316,50 @@ class Executor:
         values = {k: v for k, v in row.items() if k not in ("step_id", "name", "action")}
         job_id, step_id = self.job_id, row["step_id"]
 
-        async def op(conn: AsyncConnection) -> None:
-            await conn.execute(update(t.steps).where(t.steps.c.job_id == job_id, t.steps.c.step_id == step_id)
-                               .values(**values))
+        def op(conn: Connection) -> None:
+            conn.execute(
+                update(t.steps).where(t.steps.c.job_id == job_id, t.steps.c.step_id == step_id).values(**values)
+            )
+
         return op
 
-    def _record_step(self, row: dict[str, Any], ctx: StepContext, scope: dict[str, Any],
-                     secrets: frozenset[str]) -> None:
+    def _record_step(
+        self, row: dict[str, Any], ctx: StepContext, scope: dict[str, Any], secrets: frozenset[str]
+    ) -> None:
         shots = [a for a in ctx.artifacts if a["kind"] == "screenshot"]
         shot_url = artifact_url(self.job_id, shots[-1]["id"]) if shots else None
         events = [self._step_event(row, shot_url)]
-        events += [Pending(self.job_id, "screenshot", {"job_id": self.job_id, "step_id": row["step_id"],
-                                                       "url": artifact_url(self.job_id, a["id"]),
-                                                       "at": iso(a["created_at"])}) for a in shots]
-        events += [Pending(self.job_id, "log", {"job_id": self.job_id, "level": level, "message": message})
-                   for level, message in ctx.logs]
+        events += [
+            Pending(
+                self.job_id,
+                "screenshot",
+                {
+                    "job_id": self.job_id,
+                    "step_id": row["step_id"],
+                    "url": artifact_url(self.job_id, a["id"]),
+                    "at": iso(a["created_at"]),
+                },
+            )
+            for a in shots
+        ]
+        events += [
+            Pending(self.job_id, "log", {"job_id": self.job_id, "level": level, "message": message})
+            for level, message in ctx.logs
+        ]
         artifacts = list(ctx.artifacts)
         checkpoint = {"captured": _jsonable(scope["captured"], frozenset()), "url": self._page_url()}
         job_id = self.job_id
 
-        async def save_artifacts(conn: AsyncConnection) -> None:
+        changed = checkpoint != self._checkpoint
+        self._checkpoint = checkpoint
+
+        def save(conn: Connection) -> None:
             if artifacts:
-                await conn.execute(insert(t.artifacts), artifacts)
-            await conn.execute(update(t.jobs).where(t.jobs.c.id == job_id).values(checkpoint=checkpoint))
-        self._write(self._update_step(row), save_artifacts, events=events)
+                conn.execute(insert(t.artifacts), artifacts)
+            if changed:
+                conn.execute(update(t.jobs).where(t.jobs.c.id == job_id).values(checkpoint=checkpoint))
+
+        self._write(self._update_step(row), save, events=events)
 
     def _page_url(self) -> str | None:
         return self._page.url if self._page is not None and not self._page.is_closed() else None
@@ -300,30 +384,55 @@ class Executor:
         if output_error and not fatal:
             fatal = ("", output_error)
         status = JobStatus.FAILED if fatal else JobStatus.COMPLETED
-        metrics = {"steps_succeeded": self.tally.succeeded, "steps_failed": self.tally.failed,
-                   "steps_skipped": self.tally.skipped, "retries": self.tally.retries,
-                   "duration_s": round(elapsed, 3)}
+        metrics = {
+            "steps_succeeded": self.tally.succeeded,
+            "steps_failed": self.tally.failed,
+            "steps_skipped": self.tally.skipped,
+            "retries": self.tally.retries,
+            "duration_s": round(elapsed, 3),
+        }
         summary = _summary(runbook, status, fatal, metrics)
-        values = {"finished_at": utcnow(), "duration_s": round(elapsed, 3), "metrics": metrics, "outputs": outputs,
-                  "summary": summary, "warnings": self.tally.warnings and status is JobStatus.COMPLETED,
-                  "error_message": fatal[1] if fatal else None, "error_step_id": (fatal[0] or None) if fatal else None}
-        report = {"job_id": self.job_id, "status": status.value, "metrics": metrics,
-                  "record_counts": self.tally.counts, "duration_s": round(elapsed, 3), "summary": summary}
+        values = {
+            "finished_at": utcnow(),
+            "duration_s": round(elapsed, 3),
+            "metrics": metrics,
+            "outputs": outputs,
+            "summary": summary,
+            "warnings": self.tally.warnings and status is JobStatus.COMPLETED,
+            "error_message": fatal[1] if fatal else None,
+            "error_step_id": (fatal[0] or None) if fatal else None,
+        }
+        report = {
+            "job_id": self.job_id,
+            "status": status.value,
+            "metrics": metrics,
+            "record_counts": self.tally.counts,
+            "duration_s": round(elapsed, 3),
+            "summary": summary,
+        }
         job_id, attempt, cancelled = self.job_id, self.attempt, self.cancelled
 
-        async def finish(conn: AsyncConnection) -> None:
+        def finish(conn: Connection) -> None:
             events: list[Pending] = []
             if cancelled:
-                await _cancel_leftovers(conn, job_id)
+                _cancel_leftovers(conn, job_id)
                 report["status"] = JobStatus.CANCELLED.value
             else:
                 try:
-                    await move(conn, job_id, status, expected={JobStatus.RUNNING}, attempt=attempt,
-                               values=values, events=events)
+                    move_sync(
+                        conn,
+                        job_id,
+                        status,
+                        expected={JobStatus.RUNNING},
+                        attempt=attempt,
+                        values=values,
+                        events=events,
+                    )
                 except InvalidTransition:
                     return  # cancelled or taken over meanwhile: the other writer's outcome stands
             events.append(Pending(job_id, "report", report))
-            await append(conn, events)
+            append_sync(conn, events)
+
         self._write(finish)
 
     def _fatal(self, runbook: Runbook) -> tuple[str, str] | None:
@@ -351,16 +460,20 @@ class Executor:
             self._context = self._page = None
 
 
-async def _first_unfinished(conn: AsyncConnection, job_id: str) -> int:
-    rows = (await conn.execute(select(t.steps.c.position, t.steps.c.status).where(t.steps.c.job_id == job_id)
-                               .order_by(t.steps.c.position))).all()
+def _first_unfinished(conn: Connection, job_id: str) -> int:
+    rows = conn.execute(
+        select(t.steps.c.position, t.steps.c.status).where(t.steps.c.job_id == job_id).order_by(t.steps.c.position)
+    ).all()
     done = (StepStatus.SUCCESS.value, StepStatus.SKIPPED.value)
     return next((r.position for r in rows if r.status not in done), len(rows))
 
 
-async def _cancel_leftovers(conn: AsyncConnection, job_id: str) -> None:
-    await conn.execute(update(t.steps).where(t.steps.c.job_id == job_id, t.steps.c.status.in_(
-        (StepStatus.PENDING.value, StepStatus.RUNNING.value))).values(status=StepStatus.CANCELLED.value))
+def _cancel_leftovers(conn: Connection, job_id: str) -> None:
+    conn.execute(
+        update(t.steps)
+        .where(t.steps.c.job_id == job_id, t.steps.c.status.in_((StepStatus.PENDING.value, StepStatus.RUNNING.value)))
+        .values(status=StepStatus.CANCELLED.value)
+    )
 
 
 def _outputs(runbook: Runbook, scope: dict[str, Any], secrets: frozenset[str]) -> tuple[dict[str, Any], str | None]:

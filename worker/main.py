@@ -103,14 +103,25 @@ def robot_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def build_worker(settings: Settings, *, burst: bool = False, concurrency: int | None = None,
-                 svc: Services | None = None, poll_delay: float = 0.5) -> OrchestratorWorker:
+def build_worker(
+    settings: Settings,
+    *,
+    burst: bool = False,
+    concurrency: int | None = None,
+    svc: Services | None = None,
+    poll_delay: float = 0.5,
+) -> OrchestratorWorker:
     async def startup(ctx: dict[str, Any]) -> None:
         services = svc or await Services.open(settings)
         committer = Committer(services.engine, services.redis)
         await committer.start()
-        ctx["deps"] = Deps(svc=services, browsers=BrowserPool(settings.browser_path), registry=default_registry(),
-                           committer=committer, robot=robot_name())
+        ctx["deps"] = Deps(
+            svc=services,
+            browsers=BrowserPool(settings.browser_path),
+            registry=default_registry(),
+            committer=committer,
+            robot=robot_name(),
+        )
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         deps: Deps | None = ctx.get("deps")

@@ -6,31 +6,47 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
+from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
 
-_SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA busy_timeout=30000",
-                   "PRAGMA foreign_keys=ON")
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=30000",
+    "PRAGMA foreign_keys=ON",
+)
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
-        _sqlite_transactions(engine)
+        _sqlite_transactions(engine.sync_engine)
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
 
 
-def _sqlite_transactions(engine: AsyncEngine) -> None:
+def create_sqlite_sync_engine(url: str) -> Engine:
+    """A plain pysqlite engine for one writer thread: a whole batch of writes costs one thread hop,
+    where aiosqlite costs several per statement."""
+    engine = sa_create_engine(
+        url.replace("+aiosqlite", ""), connect_args={"timeout": 30, "check_same_thread": False}, poolclass=StaticPool
+    )
+    _sqlite_transactions(engine)
+    return engine
+
+
+def _sqlite_transactions(engine: Engine) -> None:
     """Let SQLAlchemy, not the driver, begin transactions, so writes can BEGIN IMMEDIATE.
 
     pysqlite's own deferred BEGIN makes a read that turns into a write fail with
     "database is locked" under concurrency instead of waiting for busy_timeout.
     """
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -38,7 +54,7 @@ def _sqlite_transactions(engine: AsyncEngine) -> None:
             cursor.execute(pragma)
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
         mode = "IMMEDIATE" if conn.get_execution_options().get("write") else "DEFERRED"
         conn.exec_driver_sql(f"BEGIN {mode}")

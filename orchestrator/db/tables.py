@@ -133,8 +133,10 @@ class JobEvent(SQLModel, table=True):
     __tablename__ = "job_events"
     __table_args__ = (Index("ix_job_events_job_id_id", "job_id", "id"), {"sqlite_autoincrement": True})
 
-    id: int | None = Field(default=None, sa_column=Column(Integer().with_variant(BigInteger, "postgresql"),
-                                                          primary_key=True, autoincrement=True))
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer().with_variant(BigInteger, "postgresql"), primary_key=True, autoincrement=True),
+    )
     job_id: str = Field(max_length=32)
     type: str = Field(max_length=16)
     data: dict[str, Any] = _json(dict)
@@ -153,11 +155,11 @@ class AuditEntry(SQLModel, table=True):
     outcome: str = Field(default="ok", max_length=200)
 
 
-jobs = Job.__table__
-steps = JobStep.__table__
-records = JobRecord.__table__
-artifacts = Artifact.__table__
-events = JobEvent.__table__
-audit = AuditEntry.__table__
-versions = RunbookVersion.__table__
 metadata = SQLModel.metadata
+jobs = metadata.tables["jobs"]
+steps = metadata.tables["job_steps"]
+records = metadata.tables["job_records"]
+artifacts = metadata.tables["artifacts"]
+events = metadata.tables["job_events"]
+audit = metadata.tables["audit"]
+versions = metadata.tables["runbook_versions"]

@@ -106,17 +106,30 @@ async def record_version(engine: AsyncEngine, runbook: Runbook, source: str) -> 
     digest = content_hash(source)
     for _ in range(5):
         async with reading(engine) as conn:
-            row = (await conn.execute(select(t.versions.c.id, t.versions.c.version).where(
-                t.versions.c.runbook == runbook.name, t.versions.c.hash == digest))).first()
+            row = (
+                await conn.execute(
+                    select(t.versions.c.id, t.versions.c.version).where(
+                        t.versions.c.runbook == runbook.name, t.versions.c.hash == digest
+                    )
+                )
+            ).first()
         if row:
             return Version(row.id, runbook, row.version, digest, source)
         try:
             async with writing(engine) as conn:
-                number = (await conn.execute(select(func.max(t.versions.c.version)).where(
-                    t.versions.c.runbook == runbook.name))).scalar() or 0
-                result = await conn.execute(insert(t.versions).values(
-                    runbook=runbook.name, version=number + 1, hash=digest, source=source, file=""))
-                return Version(result.inserted_primary_key[0], runbook, number + 1, digest, source)
+                number = (
+                    await conn.execute(
+                        select(func.max(t.versions.c.version)).where(t.versions.c.runbook == runbook.name)
+                    )
+                ).scalar() or 0
+                new_id = (
+                    await conn.execute(
+                        insert(t.versions)
+                        .values(runbook=runbook.name, version=number + 1, hash=digest, source=source, file="")
+                        .returning(t.versions.c.id)
+                    )
+                ).scalar_one()
+                return Version(new_id, runbook, number + 1, digest, source)
         except IntegrityError:
             continue  # another process recorded it first: read theirs
     raise RuntimeError(f"could not record a version of {runbook.name}")
@@ -127,8 +140,7 @@ async def load_version(engine: AsyncEngine, version_id: int) -> Version:
         row = (await conn.execute(select(t.versions).where(t.versions.c.id == version_id))).mappings().first()
     if row is None:
         raise RunbookNotFound(f"Runbook version {version_id} does not exist.")
-    return Version(row["id"], _parse_cached(row["source"], row["runbook"]), row["version"], row["hash"],
-                   row["source"])
+    return Version(row["id"], _parse_cached(row["source"], row["runbook"]), row["version"], row["hash"], row["source"])
 
 
 @lru_cache(maxsize=256)

@@ -119,9 +119,33 @@ def _locate(loc: tuple[Any, ...], data: Any) -> Path_:
     return tuple(path)
 
 
-_UNION_TAGS = {"goto", "click", "fill", "press", "select", "check", "uncheck", "wait_for", "extract", "assert",
-               "screenshot", "approval", "export", "download", "upload", "run_runbook", "set", "sleep", "for_each",
-               "str", "int", "float", "bool", "list", "dict"}
+_UNION_TAGS = {
+    "goto",
+    "click",
+    "fill",
+    "press",
+    "select",
+    "check",
+    "uncheck",
+    "wait_for",
+    "extract",
+    "assert",
+    "screenshot",
+    "approval",
+    "export",
+    "download",
+    "upload",
+    "run_runbook",
+    "set",
+    "sleep",
+    "for_each",
+    "str",
+    "int",
+    "float",
+    "bool",
+    "list",
+    "dict",
+}
 
 
 def _line(path: Path_, lines: dict[Path_, int]) -> int:

@@ -196,8 +196,25 @@ class ForEach(StepBase):
 
 
 Step = Annotated[
-    Goto | Click | Fill | Press | Select | Check | Uncheck | WaitFor | Extract | Assert | Screenshot | Approval
-    | Export | Download | Upload | RunRunbook | SetValues | Sleep | ForEach,
+    Goto
+    | Click
+    | Fill
+    | Press
+    | Select
+    | Check
+    | Uncheck
+    | WaitFor
+    | Extract
+    | Assert
+    | Screenshot
+    | Approval
+    | Export
+    | Download
+    | Upload
+    | RunRunbook
+    | SetValues
+    | Sleep
+    | ForEach,
     Field(discriminator="action"),
 ]
 

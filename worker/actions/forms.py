@@ -69,8 +69,10 @@ async def uncheck(ctx: StepContext, step: Uncheck) -> dict[str, Any] | None:
 async def upload(ctx: StepContext, step: Upload) -> dict[str, Any] | None:
     ref = step.file
     if not isinstance(ref, dict) or "artifact_id" not in ref:
-        raise StepError("upload needs `file` to be a file input or a file saved earlier in this job "
-                        "(for example \"{{ inputs.attachment }}\" or \"{{ captured.statement }}\").")
+        raise StepError(
+            "upload needs `file` to be a file input or a file saved earlier in this job "
+            '(for example "{{ inputs.attachment }}" or "{{ captured.statement }}").'
+        )
     row, content = await ctx.load_artifact(str(ref["artifact_id"]))
     target = await locate(ctx, step.selector)
     files = {"name": row["name"], "mimeType": row["mime_type"], "buffer": content}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,8 @@ async def download(ctx: StepContext, step: Download) -> dict[str, Any] | None:
         raise StepError(f"No download started after clicking {step.selector!r}: {_first_line(exc)}") from None
     suggested = Path(item.suggested_filename).name or "download"
     name = step.save_as if step.save_as and "." in step.save_as else suggested
-    row = ctx.save("download", name, Path(path).read_bytes())
+    content = await asyncio.to_thread(Path(path).read_bytes)
+    row = ctx.save("download", name, content)
     ref = {"artifact_id": row["id"], "name": row["name"], "size": row["size"], "url": None}
     if step.save_as:
         ctx.captured[step.save_as] = ref

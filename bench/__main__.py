@@ -1,0 +1,248 @@
+"""`make bench`: throughput, start latency and browser overhead, each beside its baseline.
+
+Writes bench/results.md (a table) and prints it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from arq import Worker
+from arq.connections import create_pool
+from sqlalchemy import select
+
+from bench.harness import flush_redis, percentile, redis_server, services, static_site, worker_env, workspace
+from orchestrator import jobs, queue
+from orchestrator.db import tables as t
+from orchestrator.db.engine import reading
+
+HERE = Path(__file__).parent
+THREE_STEPS = """name: three
+steps:
+  - action: set
+    values: {a: 1}
+  - action: set
+    values: {b: "{{ captured.a + 1 }}"}
+  - action: sleep
+    seconds: 0
+"""
+JOBS = int(os.environ.get("BENCH_JOBS", "2000"))
+
+
+async def noop(ctx: dict[str, Any]) -> None:
+    return None
+
+
+async def bare_arq(redis_url: str, count: int) -> float:
+    await flush_redis(redis_url)
+    pool = await create_pool(queue.redis_settings(redis_url))
+    for _ in range(count):
+        await pool.enqueue_job("noop")
+    worker = Worker(
+        functions=[noop],
+        redis_settings=queue.redis_settings(redis_url),
+        burst=True,
+        max_jobs=10,
+        poll_delay=0.05,
+        keep_result=0,
+        handle_signals=False,
+    )
+    started = time.perf_counter()
+    await worker.main()
+    elapsed = time.perf_counter() - started
+    await worker.close()
+    await pool.aclose()
+    return count / elapsed
+
+
+async def ours(redis_url: str, count: int) -> tuple[float, int]:
+    from worker.main import build_worker
+
+    await flush_redis(redis_url)
+    with workspace({"three": THREE_STEPS}, redis_url) as settings:
+        async with services(settings) as svc:
+            for _ in range(count):
+                await jobs.create(svc, "three", jobs.JobRequest())
+            worker = build_worker(settings, burst=True, concurrency=10, svc=svc)
+            started = time.perf_counter()
+            await worker.main()
+            elapsed = time.perf_counter() - started
+            commits = worker.ctx["deps"].committer.commits
+            await worker.close()
+            done = await _count(svc, "completed")
+            assert done == count, f"only {done} of {count} jobs completed"
+    return count / elapsed, commits
+
+
+async def _count(svc: Any, status: str) -> int:
+    from sqlalchemy import func
+
+    async with reading(svc.engine) as conn:
+        return (await conn.execute(select(func.count()).where(t.jobs.c.status == status))).scalar() or 0
+
+
+async def latency(redis_url: str, count: int = 200, rate: float = 20.0) -> tuple[float, float]:
+    """Enqueue-to-first-step at a steady rate, the worker in its own process as in production."""
+    await flush_redis(redis_url)
+    with workspace({"three": THREE_STEPS}, redis_url) as settings:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli", "worker"],
+            env=worker_env(settings, 10),
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            async with services(settings) as svc:
+                await asyncio.sleep(3)  # let the worker start
+                ids = []
+                for _ in range(count):
+                    began = time.perf_counter()
+                    ids.append((await jobs.create(svc, "three", jobs.JobRequest()))[0]["id"])
+                    await asyncio.sleep(max(0.0, 1 / rate - (time.perf_counter() - began)))
+                while await _count(svc, "completed") < count:
+                    await asyncio.sleep(0.2)
+                async with reading(svc.engine) as conn:
+                    rows = (
+                        await conn.execute(
+                            select(t.jobs.c.created_at, t.steps.c.started_at)
+                            .join(t.steps, t.steps.c.job_id == t.jobs.c.id)
+                            .where(t.steps.c.position == 0)
+                        )
+                    ).all()
+        finally:
+            worker.terminate()
+            worker.wait()
+    waits = [(_utc(r.started_at) - _utc(r.created_at)).total_seconds() * 1000 for r in rows]
+    return percentile(waits, 50), percentile(waits, 99)
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def browser_runbook(screenshots: bool) -> str:
+    shot = "" if screenshots else "    screenshot: never\n"
+    steps = ['  - action: goto\n    url: "{{ server.url }}/form.html"\n' + shot]
+    for i in range(1, 10):
+        steps.append(f'  - action: fill\n    selector: "#f{i}"\n    value: "value {i}"\n' + shot)
+        steps.append(f'  - action: click\n    selector: "#b{i}"\n' + shot)
+    steps.append('  - action: extract\n    selector: "#out"\n    save_as: out\n' + shot)
+    return "name: twenty\nsettings: {step_timeout: 10}\nsteps:\n" + "".join(steps)
+
+
+FORM = (
+    """<!doctype html><html><body><form>
+"""
+    + "".join(f'<input id="f{i}"><button type="button" id="b{i}">B{i}</button>\n' for i in range(1, 10))
+    + """
+</form><div id="out">0</div><script src="form.js"></script></body></html>"""
+)
+FORM_JS = (
+    "let n = 0; document.querySelectorAll('button').forEach(b => b.addEventListener('click', () => {"
+    " n += 1; document.getElementById('out').textContent = String(n); }));"
+)
+
+
+async def bare_playwright(url: str, browser_path: str | None) -> float:
+    from playwright.async_api import async_playwright
+
+    from worker.browser import CHROMIUM_ARGS
+
+    started = time.perf_counter()
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=browser_path, args=CHROMIUM_ARGS)
+        context = await browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 800})
+        page = await context.new_page()
+        await page.goto(f"{url}/form.html")
+        for i in range(1, 10):
+            await page.locator(f"#f{i}").fill(f"value {i}")
+            await page.locator(f"#b{i}").click()
+        text = await page.locator("#out").inner_text()
+        assert text == "9", text
+        await context.close()
+        await browser.close()
+    return time.perf_counter() - started
+
+
+async def browser_job(redis_url: str, url: str, screenshots: bool) -> float:
+    from worker.main import build_worker
+
+    await flush_redis(redis_url)
+    with workspace({"twenty": browser_runbook(screenshots)}, redis_url, url) as settings:
+        async with services(settings) as svc:
+            job, _ = await jobs.create(svc, "twenty", jobs.JobRequest())
+            worker = build_worker(settings, burst=True, concurrency=1, svc=svc)
+            started = time.perf_counter()
+            await worker.main()
+            elapsed = time.perf_counter() - started
+            await worker.close()
+            result = await jobs.get(svc, job["id"])
+            assert result["status"] == "completed", result["error"]
+            assert result["outputs"] is not None
+    return elapsed
+
+
+async def main() -> None:
+    rows: list[tuple[str, str, str, str]] = []
+    with redis_server() as redis_url:
+        arq_rate = await bare_arq(redis_url, JOBS)
+        our_rate, commits = await ours(redis_url, JOBS)
+        rows.append(
+            (
+                f"throughput, {JOBS} three-step jobs, concurrency 10",
+                f"{our_rate:.0f} jobs/s",
+                f"bare arq no-op: {arq_rate:.0f} jobs/s",
+                f"{our_rate / arq_rate:.2f} x (target >= 0.5; {commits} commits)",
+            )
+        )
+        p50, p99 = await latency(redis_url)
+        rows.append(
+            (
+                "enqueue-to-first-step latency at 20 jobs/s",
+                f"p50 {p50:.1f} ms, p99 {p99:.1f} ms",
+                "-",
+                "target p99 < 60 ms",
+            )
+        )
+        site = HERE / "site"
+        site.mkdir(exist_ok=True)
+        (site / "form.html").write_text(FORM)
+        (site / "form.js").write_text(FORM_JS)
+        with static_site(site) as url, workspace({}, redis_url) as settings:
+            path = settings.browser_path
+            bare = min([await bare_playwright(url, path) for _ in range(3)])
+            plain = min([await browser_job(redis_url, url, False) for _ in range(3)])
+            shots = min([await browser_job(redis_url, url, True) for _ in range(3)])
+        rows.append(
+            (
+                "20-step browser runbook, no screenshots (incl. browser start)",
+                f"{plain:.2f} s",
+                f"bare Playwright: {bare:.2f} s",
+                f"{plain / bare:.2f} x (target <= 1.15)",
+            )
+        )
+        rows.append(
+            (
+                "20-step browser runbook, screenshot after every step",
+                f"{shots:.2f} s",
+                f"bare Playwright: {bare:.2f} s",
+                f"{shots / bare:.2f} x (screenshots cost extra)",
+            )
+        )
+    table = ["| benchmark | orchestrator | baseline | ratio / target |", "|---|---|---|---|"]
+    table += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, SQLite"
+    text = f"# Benchmark results\n\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine}\n\n" + "\n".join(table) + "\n"
+    (HERE / "results.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

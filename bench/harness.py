@@ -1,0 +1,116 @@
+"""Real parts for benchmarks: a private redis-server, a migrated SQLite file, a local web server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+from orchestrator.config import Settings
+from orchestrator.db.migrate import upgrade
+from orchestrator.dev import free_port, redis_binary
+from orchestrator.services import Services
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [redis_binary(), "--port", str(port), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), __import__("socket").create_connection(("127.0.0.1", port), 0.2):
+                break
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait()
+
+
+@contextlib.contextmanager
+def static_site(folder: Path) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait()
+
+
+@contextlib.contextmanager
+def workspace(runbooks: dict[str, str], redis_url: str, public_url: str = "http://127.0.0.1") -> Iterator[Settings]:
+    root = Path(tempfile.mkdtemp(prefix="orch-bench-"))
+    try:
+        (root / "runbooks").mkdir()
+        for name, text in runbooks.items():
+            (root / "runbooks" / f"{name}.yaml").write_text(text)
+        settings = replace(
+            Settings.from_env(),
+            data_dir=root / "var",
+            runbooks_dir=root / "runbooks",
+            database_url=f"sqlite+aiosqlite:///{root / 'var' / 'bench.db'}",
+            redis_url=redis_url,
+            public_url=public_url,
+            secret_key="bench",
+            browser_path=os.environ.get("ORCH_BROWSER_PATH") or shutil.which("chromium"),
+        )
+        upgrade(settings.database_url)
+        yield settings
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def services(settings: Settings) -> AsyncIterator[Services]:
+    svc = await Services.open(settings)
+    await svc.catalog.refresh(force=True)
+    try:
+        yield svc
+    finally:
+        await svc.close()
+
+
+def worker_env(settings: Settings, concurrency: int) -> dict[str, str]:
+    return dict(
+        os.environ,
+        ORCH_DATA_DIR=str(settings.data_dir),
+        ORCH_DATABASE_URL=settings.database_url,
+        ORCH_REDIS_URL=settings.redis or "",
+        ORCH_RUNBOOKS_DIR=str(settings.runbooks_dir),
+        ORCH_SECRET_KEY=settings.secret_key,
+        ORCH_WORKER_CONCURRENCY=str(concurrency),
+        ORCH_PUBLIC_URL=settings.public_url,
+        ORCH_BROWSER_PATH=settings.browser_path or "",
+    )
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def flush_redis(url: str) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    await client.flushall()
+    await client.aclose()
+    await asyncio.sleep(0)
