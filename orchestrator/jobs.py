@@ -254,3 +254,65 @@ async def _audit_refused(svc: Services, job_id: str, action: Action, actor: str,
             )
         )
     return JobStatus(status)
+
+
+async def rerun(svc: Services, job_id: str, actor: str) -> dict[str, Any]:
+    """A new job with the same inputs (secrets included) and the same locked runbook version."""
+    async with reading(svc.engine) as conn:
+        old = (await conn.execute(select(t.jobs).where(t.jobs.c.id == job_id))).mappings().first()
+        if old is None:
+            raise JobNotFound(f"No job has the id {job_id}.")
+        steps = (
+            (await conn.execute(select(t.steps).where(t.steps.c.job_id == job_id).order_by(t.steps.c.position)))
+            .mappings()
+            .all()
+        )
+    new_job, now = new_id(), utcnow()
+    row = {
+        k: old[k]
+        for k in (
+            "runbook",
+            "version_id",
+            "runbook_version",
+            "priority",
+            "inputs",
+            "secret_inputs",
+            "tags",
+            "data",
+            "parent_id",
+        )
+    }
+    row.update(
+        id=new_job,
+        status=JobStatus.QUEUED.value,
+        source="rerun",
+        created_by=actor,
+        created_at=now,
+        updated_at=now,
+        metrics={},
+        record_counts={},
+        data={**old["data"], "rerun_of": job_id},
+    )
+    status = Pending(
+        new_job, "status", {"job_id": new_job, "status": "queued", "previous": None, "at": now.isoformat()}
+    )
+    async with writing(svc.engine) as conn:
+        await conn.execute(insert(t.jobs).values(**row))
+        await conn.execute(
+            insert(t.steps),
+            [
+                {
+                    "job_id": new_job,
+                    "position": s["position"],
+                    "step_id": s["step_id"],
+                    "name": s["name"],
+                    "action": s["action"],
+                    "status": "pending",
+                }
+                for s in steps
+            ],
+        )
+        await append(conn, [status])
+    await _enqueue(svc, new_job, 1, row["priority"], None)
+    await publish(svc.redis, [new_job])
+    return await get(svc, new_job)

@@ -124,6 +124,11 @@ async def act(request: Request) -> JSONResponse:
     return JSONResponse(await jobs.act(_svc(request), request.path_params["job_id"], action, _actor(request), comment))
 
 
+async def rerun(request: Request) -> JSONResponse:
+    job = await jobs.rerun(_svc(request), request.path_params["job_id"], _actor(request))
+    return JSONResponse(job, status_code=201)
+
+
 async def artifact(request: Request) -> Response:
     svc = _svc(request)
     job_id, artifact_id = request.path_params["job_id"], request.path_params["artifact_id"]
@@ -178,6 +183,7 @@ ROUTES = [
     Route("/api/v1/jobs/{job_id}", get_job),
     Route("/api/v1/jobs/{job_id}/events", sse.job_stream),
     Route("/api/v1/jobs/{job_id}/artifacts/{artifact_id}", artifact),
+    Route("/api/v1/jobs/{job_id}/rerun", rerun, methods=["POST"]),
     Route("/api/v1/jobs/{job_id}/{action}", act, methods=["POST"]),
     Route("/api/v1/events", sse.all_stream),
     Route("/healthz", healthz),
