@@ -19,7 +19,8 @@ from redis.asyncio import Redis
 from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator.db.engine import create_sqlite_sync_engine, writing
+from orchestrator.db.engine import create_sqlite_sync_engine, reading, writing
+from orchestrator.errors import InvalidTransition
 from orchestrator.events import Pending, append_sync, publish
 
 log = logging.getLogger(__name__)
@@ -29,17 +30,36 @@ Op = Callable[[Connection], Any]
 
 
 @dataclass
+class Fence:
+    """Shared by the writes of one job run: once a write is refused (the job was cancelled or taken
+    over before the run's claim committed), every later write of that run is skipped."""
+
+    broken: bool = False
+
+
+@dataclass
 class Write:
     job_id: str
     ops: list[Op] = field(default_factory=list)
     events: list[Pending] = field(default_factory=list)
     done: asyncio.Future[Any] | None = None
+    fence: Fence | None = None
 
     def apply(self, conn: Connection) -> Any:
         result = None
-        for op in self.ops:
-            result = op(conn)
+        try:
+            for op in self.ops:
+                result = op(conn)
+        except InvalidTransition:
+            if self.fence is None:
+                raise
+            self.fence.broken = True
+            raise
         return result
+
+    @property
+    def skipped(self) -> bool:
+        return self.fence is not None and self.fence.broken
 
 
 class Committer:
@@ -47,8 +67,11 @@ class Committer:
         self._engine = engine
         self._sqlite: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self._reader: Engine | None = None
         if engine.dialect.name == "sqlite":
-            self._sqlite = create_sqlite_sync_engine(str(engine.url.render_as_string(hide_password=False)))
+            url = str(engine.url.render_as_string(hide_password=False))
+            self._sqlite = create_sqlite_sync_engine(url)
+            self._reader = create_sqlite_sync_engine(url)
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="committer")
         self._redis = redis
         self._queue: asyncio.Queue[Write] = asyncio.Queue()
@@ -68,6 +91,17 @@ class Committer:
         if self._thread is not None and self._sqlite is not None:
             self._thread.shutdown()
             self._sqlite.dispose()
+        if self._reader is not None:
+            self._reader.dispose()
+
+    async def read(self, fn: Callable[[Connection], Any]) -> Any:
+        """A small read. On SQLite it runs right here on the loop: a primary-key lookup costs less
+        than the thread hops of aiosqlite, and in WAL mode readers never wait for the writer."""
+        if self._reader is not None:
+            with self._reader.connect() as conn, conn.begin():
+                return fn(conn)
+        async with reading(self._engine) as conn:
+            return await conn.run_sync(fn)
 
     def submit(self, write: Write) -> asyncio.Future[Any]:
         write.done = asyncio.get_running_loop().create_future()
@@ -128,9 +162,10 @@ class Committer:
 
 
 def _apply_batch(conn: Connection, batch: list[Write]) -> list[Any]:
-    results = [write.apply(conn) for write in batch]
-    append_sync(conn, [event for write in batch for event in write.events])
-    return results
+    live = [write for write in batch if not write.skipped]
+    results = {id(write): write.apply(conn) for write in live}
+    append_sync(conn, [event for write in live if not write.skipped for event in write.events])
+    return [results.get(id(write)) for write in batch]
 
 
 def _apply_all(engine: Engine, batch: list[Write]) -> list[Any]:

@@ -27,7 +27,7 @@ from orchestrator.runbooks.steps import BASE_FIELDS, StepBase
 from orchestrator.states import JobStatus, StepStatus
 from orchestrator.transitions import move_sync
 from orchestrator.views import artifact_url, iso, step_view
-from worker.committer import Write
+from worker.committer import Fence, Write
 from worker.context import StepContext
 from worker.deps import Deps
 
@@ -65,12 +65,13 @@ class Executor:
         self._pending: list[asyncio.Future[Any]] = []
         self._step_task: asyncio.Task[Any] | None = None
         self._checkpoint: dict[str, Any] | None = None
+        self._fence = Fence()
         self.tally = Tally()
 
     # -- writing ---------------------------------------------------------------------------------
 
     def _write(self, *ops: Any, events: list[Pending] | None = None) -> asyncio.Future[Any]:
-        future = self.deps.committer.submit(Write(self.job_id, list(ops), events or []))
+        future = self.deps.committer.submit(Write(self.job_id, list(ops), events or [], fence=self._fence))
         self._pending.append(future)
         return future
 
@@ -100,56 +101,42 @@ class Executor:
         for future in pending:
             future.add_done_callback(self._report_failure)
 
+    def _lost_claim(self, future: asyncio.Future[Any]) -> None:
+        if self._fence.broken or (not future.cancelled() and future.exception() is not None):
+            log.info("job %s changed before this worker's claim committed; stopping", self.job_id)
+            self.cancel()
+
     def _report_failure(self, future: asyncio.Future[Any]) -> None:
         if not future.cancelled() and future.exception() is not None:
             log.error("job %s: a write failed: %s", self.job_id, future.exception())
 
     async def _claim(self) -> tuple[Runbook, dict[str, Any], int] | None:
-        """Move the job to running (or take over its own attempt) through the process's one writer."""
-        job_id, attempt, robot = self.job_id, self.attempt, self.deps.robot
-
-        def claim(conn: Connection) -> tuple[dict[str, Any], int] | None:
-            job = conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).mappings().first()
-            if job is None or job["attempt"] != attempt:
-                return None
-            events: list[Pending] = []
-            status = JobStatus(job["status"])
-            if status is JobStatus.SCHEDULED:
-                move_sync(conn, job_id, JobStatus.QUEUED, events=events)
-                status = JobStatus.QUEUED
-            if status is JobStatus.QUEUED:
-                values = {"started_at": job["started_at"] or utcnow(), "robot": robot}
-                move_sync(
-                    conn,
-                    job_id,
-                    JobStatus.RUNNING,
-                    expected={JobStatus.QUEUED},
-                    attempt=attempt,
-                    values=values,
-                    events=events,
-                )
-            elif status is not JobStatus.RUNNING:
-                return None  # cancelled, finished, or waiting on a person: nothing to run
-            append_sync(conn, events)
-            return dict(job), _first_unfinished(conn, job_id)
-
-        claimed = await self.deps.committer.submit(Write(job_id, [claim]))
-        if claimed is None:
+        """Read the job and, when it is queued, move it to running without waiting for the commit:
+        the move is a compare-and-set, and if it loses (the job was cancelled meanwhile) the fence
+        drops every later write of this run and the run stops."""
+        job_id, attempt = self.job_id, self.attempt
+        row, resume_from, restored = await self.deps.committer.read(lambda conn: _read_job(conn, job_id))
+        if row is None or row["attempt"] != attempt:
             return None
-        job, resume_from = claimed
+        job, status = dict(row), JobStatus(row["status"])
+        if status in (JobStatus.SCHEDULED, JobStatus.QUEUED):
+            claim = self._write(_claim_op(job_id, attempt, self.deps.robot, job["started_at"]))
+            claim.add_done_callback(self._lost_claim)
+        elif status is not JobStatus.RUNNING:
+            return None  # cancelled, finished, or waiting on a person: nothing to run
         if job["version_id"] not in self.deps.versions:  # versions never change: read each once
             self.deps.versions[job["version_id"]] = await load_version(self.deps.svc.engine, job["version_id"])
         self._checkpoint = job["checkpoint"]
+        job["captured"] = restored
         return self.deps.versions[job["version_id"]].runbook, job, resume_from
 
     async def _execute(self, runbook: Runbook, job: dict[str, Any], resume_from: int) -> None:
         started = time.monotonic()
         inputs = {**job["inputs"], **self.deps.svc.box.open(job["secret_inputs"])}
         secrets = frozenset(str(v) for k, v in inputs.items() if k in runbook.inputs and runbook.inputs[k].secret)
-        checkpoint = job["checkpoint"] or {}
         scope: dict[str, Any] = {
             "inputs": inputs,
-            "captured": dict(checkpoint.get("captured", {})),
+            "captured": job["captured"],
             "job": {"id": self.job_id, "runbook": job["runbook"], "version": job["runbook_version"]},
             "server": {"url": self.deps.svc.settings.public_url},
         }
@@ -194,10 +181,13 @@ class Executor:
         )
         began = time.monotonic()
         ctx = self._context_for(step, scope, secrets)
+        before = dict(scope["captured"])
         try:
-            outcome, captured = await self._attempts(step, runbook, scope, ctx)
+            outcome, _ = await self._attempts(step, runbook, scope, ctx)
         finally:
             notice.cancel()
+        # What the step saved into `captured`: shown on the timeline, and what a resumed run rebuilds from.
+        saved = {k: v for k, v in scope["captured"].items() if k not in before or before[k] is not v}
         if outcome.status is not StepStatus.SKIPPED and step.browser and self._page and step.screenshot == "after":
             await self._screenshot(ctx, f"{step.id}.png")
         row.update(
@@ -205,7 +195,7 @@ class Executor:
             finished_at=utcnow(),
             duration_s=round(time.monotonic() - began, 3),
             retries=ctx.retries,
-            captured=_jsonable(captured, secrets),
+            captured=_jsonable(saved, secrets) if saved else None,
             error=outcome.error,
         )
         self._count(outcome, ctx.retries, step.id)
@@ -347,11 +337,11 @@ class Executor:
             for level, message in ctx.logs
         ]
         artifacts = list(ctx.artifacts)
-        checkpoint = {"captured": _jsonable(scope["captured"], frozenset()), "url": self._page_url()}
-        job_id = self.job_id
-
+        # The checkpoint is where the page is; captured values live on the step rows.
+        checkpoint = {"url": self._page_url()} if self._page is not None else self._checkpoint
         changed = checkpoint != self._checkpoint
         self._checkpoint = checkpoint
+        job_id = self.job_id
 
         def save(conn: Connection) -> None:
             if artifacts:
@@ -460,12 +450,37 @@ class Executor:
             self._context = self._page = None
 
 
-def _first_unfinished(conn: Connection, job_id: str) -> int:
-    rows = conn.execute(
-        select(t.steps.c.position, t.steps.c.status).where(t.steps.c.job_id == job_id).order_by(t.steps.c.position)
+def _read_job(conn: Connection, job_id: str) -> tuple[Any, int, dict[str, Any]]:
+    """The job row, the position to start at, and the values its finished steps captured."""
+    row = conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).mappings().first()
+    if row is None:
+        return None, 0, {}
+    steps = conn.execute(
+        select(t.steps.c.position, t.steps.c.status, t.steps.c.captured)
+        .where(t.steps.c.job_id == job_id)
+        .order_by(t.steps.c.position)
     ).all()
     done = (StepStatus.SUCCESS.value, StepStatus.SKIPPED.value)
-    return next((r.position for r in rows if r.status not in done), len(rows))
+    position = next((s.position for s in steps if s.status not in done), len(steps))
+    captured: dict[str, Any] = {}
+    for step in steps[:position]:
+        captured.update(step.captured or {})
+    return row, position, captured
+
+
+def _claim_op(job_id: str, attempt: int, robot: str, started_at: Any) -> Any:
+    def claim(conn: Connection) -> None:
+        events: list[Pending] = []
+        status = JobStatus(conn.execute(select(t.jobs.c.status).where(t.jobs.c.id == job_id)).scalar_one())
+        if status is JobStatus.SCHEDULED:
+            move_sync(conn, job_id, JobStatus.QUEUED, events=events)
+        values = {"started_at": started_at or utcnow(), "robot": robot}
+        move_sync(
+            conn, job_id, JobStatus.RUNNING, expected={JobStatus.QUEUED}, attempt=attempt, values=values, events=events
+        )
+        append_sync(conn, events)
+
+    return claim
 
 
 def _cancel_leftovers(conn: Connection, job_id: str) -> None:
