@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, Executable
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.db.engine import create_sqlite_sync_engine, reading, writing
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 #: A write: a plain function of a synchronous connection, run inside the batch's transaction.
 Op = Callable[[Connection], Any]
+#: A write as a prepared statement and its parameters; the same statement across a batch is one executemany.
+Statement = tuple[Executable, dict[str, Any]]
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Write:
     events: list[Pending] = field(default_factory=list)
     done: asyncio.Future[Any] | None = None
     fence: Fence | None = None
+    statements: list[Statement] = field(default_factory=list)
 
     def apply(self, conn: Connection) -> Any:
         result = None
@@ -162,9 +165,17 @@ class Committer:
 
 
 def _apply_batch(conn: Connection, batch: list[Write]) -> list[Any]:
+    """Functions first, in order; then each prepared statement once for all its parameter sets
+    (a job's statements keep their order); then every event in one insert."""
+    results = {id(write): write.apply(conn) for write in batch if not write.skipped}
     live = [write for write in batch if not write.skipped]
-    results = {id(write): write.apply(conn) for write in live}
-    append_sync(conn, [event for write in live if not write.skipped for event in write.events])
+    groups: dict[int, tuple[Executable, list[dict[str, Any]]]] = {}
+    for write in live:
+        for statement, params in write.statements:
+            groups.setdefault(id(statement), (statement, []))[1].append(params)
+    for statement, param_sets in groups.values():
+        conn.execute(statement, param_sets)
+    append_sync(conn, [event for write in live for event in write.events])
     return [results.get(id(write)) for write in batch]
 
 

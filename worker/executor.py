@@ -12,7 +12,7 @@ from typing import Any
 from playwright.async_api import BrowserContext, Page
 from playwright.async_api import Error as PlaywrightError
 from pydantic import ValidationError
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from orchestrator import templating
@@ -27,13 +27,23 @@ from orchestrator.runbooks.steps import BASE_FIELDS, StepBase
 from orchestrator.states import JobStatus, StepStatus
 from orchestrator.transitions import move_sync
 from orchestrator.views import artifact_url, iso, step_view
-from worker.committer import Fence, Write
+from worker.committer import Fence, Statement, Write
 from worker.context import StepContext
 from worker.deps import Deps
 
 log = logging.getLogger(__name__)
 
+STEP_FIELDS = ("status", "started_at", "finished_at", "duration_s", "retries", "attempt", "captured", "error")
+
 RUNNING_NOTICE_S = 0.05
+# Statements built once: the committer runs each of them as one executemany per batch.
+UPDATE_STEP = (
+    update(t.steps)
+    .where(t.steps.c.job_id == bindparam("b_job"), t.steps.c.step_id == bindparam("b_step"))
+    .values({name: bindparam(name) for name in STEP_FIELDS})
+)
+INSERT_ARTIFACT = insert(t.artifacts)
+UPDATE_CHECKPOINT = update(t.jobs).where(t.jobs.c.id == bindparam("b_job")).values(checkpoint=bindparam("checkpoint"))
 
 
 @dataclass
@@ -70,8 +80,11 @@ class Executor:
 
     # -- writing ---------------------------------------------------------------------------------
 
-    def _write(self, *ops: Any, events: list[Pending] | None = None) -> asyncio.Future[Any]:
-        future = self.deps.committer.submit(Write(self.job_id, list(ops), events or [], fence=self._fence))
+    def _write(
+        self, *ops: Any, statements: list[Statement] | None = None, events: list[Pending] | None = None
+    ) -> asyncio.Future[Any]:
+        write = Write(self.job_id, list(ops), events or [], fence=self._fence, statements=statements or [])
+        future = self.deps.committer.submit(write)
         self._pending.append(future)
         return future
 
@@ -177,7 +190,8 @@ class Executor:
         # A step that ends within RUNNING_NOTICE_S is written once, when it ends; a longer one is
         # announced as running then. Writes per step are where throughput goes.
         notice = asyncio.get_running_loop().call_later(
-            RUNNING_NOTICE_S, lambda: self._write(self._update_step(dict(row)), events=[self._step_event(row)])
+            RUNNING_NOTICE_S,
+            lambda: self._write(statements=[self._update_step(dict(row))], events=[self._step_event(row)]),
         )
         began = time.monotonic()
         ctx = self._context_for(step, scope, secrets)
@@ -302,16 +316,9 @@ class Executor:
     def _step_event(self, row: dict[str, Any], screenshot: str | None = None) -> Pending:
         return Pending(self.job_id, "step", {"job_id": self.job_id, "step": step_view(row, screenshot)})
 
-    def _update_step(self, row: dict[str, Any]) -> Any:
+    def _update_step(self, row: dict[str, Any]) -> Statement:
         values = {k: v for k, v in row.items() if k not in ("step_id", "name", "action")}
-        job_id, step_id = self.job_id, row["step_id"]
-
-        def op(conn: Connection) -> None:
-            conn.execute(
-                update(t.steps).where(t.steps.c.job_id == job_id, t.steps.c.step_id == step_id).values(**values)
-            )
-
-        return op
+        return UPDATE_STEP, {"b_job": self.job_id, "b_step": row["step_id"], **values}
 
     def _record_step(
         self, row: dict[str, Any], ctx: StepContext, scope: dict[str, Any], secrets: frozenset[str]
@@ -343,13 +350,10 @@ class Executor:
         self._checkpoint = checkpoint
         job_id = self.job_id
 
-        def save(conn: Connection) -> None:
-            if artifacts:
-                conn.execute(insert(t.artifacts), artifacts)
-            if changed:
-                conn.execute(update(t.jobs).where(t.jobs.c.id == job_id).values(checkpoint=checkpoint))
-
-        self._write(self._update_step(row), save, events=events)
+        statements = [self._update_step(row), *[(INSERT_ARTIFACT, artifact) for artifact in artifacts]]
+        if changed:
+            statements.append((UPDATE_CHECKPOINT, {"b_job": job_id, "checkpoint": checkpoint}))
+        self._write(statements=statements, events=events)
 
     def _page_url(self) -> str | None:
         return self._page.url if self._page is not None and not self._page.is_closed() else None
