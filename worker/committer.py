@@ -25,8 +25,9 @@ from orchestrator.events import Pending, append_sync, publish
 
 log = logging.getLogger(__name__)
 
-#: A write: a plain function of a synchronous connection, run inside the batch's transaction.
-Op = Callable[[Connection], Any]
+#: A write: a plain function of a synchronous connection, run inside the batch's transaction;
+#: the events it appends to its second argument are stored after those of earlier writes.
+Op = Callable[[Connection, list[Pending]], Any]
 #: A write as a prepared statement and its parameters; the same statement across a batch is one executemany.
 Statement = tuple[Executable, dict[str, Any]]
 
@@ -48,17 +49,18 @@ class Write:
     fence: Fence | None = None
     statements: list[Statement] = field(default_factory=list)
 
-    def apply(self, conn: Connection) -> Any:
-        result = None
+    def apply(self, conn: Connection) -> tuple[Any, list[Pending]]:
+        """Run the functions; return the last one's result and the write's events (its own and theirs)."""
+        result, events = None, list(self.events)
         try:
             for op in self.ops:
-                result = op(conn)
+                result = op(conn, events)
         except InvalidTransition:
             if self.fence is None:
                 raise
             self.fence.broken = True
             raise
-        return result
+        return result, events
 
     @property
     def skipped(self) -> bool:
@@ -167,7 +169,7 @@ class Committer:
 def _apply_batch(conn: Connection, batch: list[Write]) -> list[Any]:
     """Functions first, in order; then each prepared statement once for all its parameter sets
     (a job's statements keep their order); then every event in one insert."""
-    results = {id(write): write.apply(conn) for write in batch if not write.skipped}
+    applied = {id(write): write.apply(conn) for write in batch if not write.skipped}
     live = [write for write in batch if not write.skipped]
     groups: dict[int, tuple[Executable, list[dict[str, Any]]]] = {}
     for write in live:
@@ -175,8 +177,8 @@ def _apply_batch(conn: Connection, batch: list[Write]) -> list[Any]:
             groups.setdefault(id(statement), (statement, []))[1].append(params)
     for statement, param_sets in groups.values():
         conn.execute(statement, param_sets)
-    append_sync(conn, [event for write in live for event in write.events])
-    return [results.get(id(write)) for write in batch]
+    append_sync(conn, [event for write in live for event in applied[id(write)][1]])
+    return [applied[id(write)][0] if id(write) in applied else None for write in batch]
 
 
 def _apply_all(engine: Engine, batch: list[Write]) -> list[Any]:

@@ -20,7 +20,7 @@ from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
 from orchestrator.db.tables import utcnow
 from orchestrator.errors import InvalidTransition, OrchestratorError, StepError, StepTimeout
-from orchestrator.events import Pending, append_sync
+from orchestrator.events import Pending
 from orchestrator.runbooks.catalog import load_version
 from orchestrator.runbooks.schema import Runbook
 from orchestrator.runbooks.steps import BASE_FIELDS, StepBase
@@ -406,8 +406,7 @@ class Executor:
         }
         job_id, attempt, cancelled = self.job_id, self.attempt, self.cancelled
 
-        def finish(conn: Connection) -> None:
-            events: list[Pending] = []
+        def finish(conn: Connection, events: list[Pending]) -> None:
             if cancelled:
                 _cancel_leftovers(conn, job_id)
                 report["status"] = JobStatus.CANCELLED.value
@@ -425,7 +424,6 @@ class Executor:
                 except InvalidTransition:
                     return  # cancelled or taken over meanwhile: the other writer's outcome stands
             events.append(Pending(job_id, "report", report))
-            append_sync(conn, events)
 
         self._write(finish)
 
@@ -473,8 +471,7 @@ def _read_job(conn: Connection, job_id: str) -> tuple[Any, int, dict[str, Any]]:
 
 
 def _claim_op(job_id: str, attempt: int, robot: str, started_at: Any) -> Any:
-    def claim(conn: Connection) -> None:
-        events: list[Pending] = []
+    def claim(conn: Connection, events: list[Pending]) -> None:
         status = JobStatus(conn.execute(select(t.jobs.c.status).where(t.jobs.c.id == job_id)).scalar_one())
         if status is JobStatus.SCHEDULED:
             move_sync(conn, job_id, JobStatus.QUEUED, events=events)
@@ -482,7 +479,6 @@ def _claim_op(job_id: str, attempt: int, robot: str, started_at: Any) -> Any:
         move_sync(
             conn, job_id, JobStatus.RUNNING, expected={JobStatus.QUEUED}, attempt=attempt, values=values, events=events
         )
-        append_sync(conn, events)
 
     return claim
 
