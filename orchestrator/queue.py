@@ -5,7 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import in_progress_key_prefix, job_key_prefix
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from orchestrator.db import tables as t
+from orchestrator.db.engine import reading
 from orchestrator.db.tables import utcnow
 
 FUNCTION = "run_job"
@@ -38,3 +43,21 @@ async def enqueue(
     when = run_at if run_at and run_at > now else now - PRIORITY_HEAD_START.get(priority, timedelta(0))
     await pool.enqueue_job(FUNCTION, job_id, attempt, _job_id=arq_job_id(job_id, attempt), _defer_until=when)
     await pool.publish(WAKE_CHANNEL, job_id)
+
+
+async def reconcile(engine: AsyncEngine, pool: ArqRedis, older_than: timedelta = timedelta(seconds=30)) -> int:
+    """Enqueue again every queued job the database has and Redis does not (Redis was flushed or down
+    when the job was created). arq ignores a job id it already holds, so this never runs a job twice."""
+    cutoff = utcnow() - older_than
+    query = select(t.jobs.c.id, t.jobs.c.attempt, t.jobs.c.priority).where(
+        t.jobs.c.status == "queued", t.jobs.c.updated_at < cutoff
+    )
+    async with reading(engine) as conn:
+        rows = (await conn.execute(query.limit(1000))).all()
+    enqueued = 0
+    for row in rows:
+        key = f"{job_key_prefix}{arq_job_id(row.id, row.attempt)}"
+        if not await pool.exists(key, in_progress_key_prefix + arq_job_id(row.id, row.attempt)):
+            await enqueue(pool, row.id, row.attempt, row.priority)
+            enqueued += 1
+    return enqueued

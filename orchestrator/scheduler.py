@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from orchestrator import jobs
+from orchestrator import jobs, queue
 from orchestrator.config import Settings
 from orchestrator.db.tables import utcnow
 from orchestrator.errors import OrchestratorError
@@ -18,6 +19,8 @@ from orchestrator.runbooks.schema import Schedule
 from orchestrator.services import Services
 
 log = logging.getLogger(__name__)
+
+RECONCILE_EVERY_S = 15
 
 
 def _zone(schedule: Schedule) -> ZoneInfo:
@@ -79,12 +82,20 @@ async def fire_due(svc: Services, since: datetime, until: datetime) -> int:
 async def run(settings: Settings, tick: float = 1.0) -> None:
     svc = await Services.open(settings)
     since = utcnow()
+    reconciled_at = 0.0
     log.info("scheduler started")
     try:
         while True:
             await asyncio.sleep(tick)
             until = utcnow()
-            await fire_due(svc, since, until)
-            since = until
+            try:
+                await fire_due(svc, since, until)
+                since = until
+                if time.monotonic() - reconciled_at > RECONCILE_EVERY_S:
+                    reconciled_at = time.monotonic()
+                    if count := await queue.reconcile(svc.engine, svc.redis):
+                        log.warning("enqueued %d queued jobs that Redis did not know", count)
+            except Exception as exc:  # noqa: BLE001 - Redis or the database away: try again next tick
+                log.warning("scheduler tick failed (%s); retrying", exc)
     finally:
         await svc.close()
