@@ -1,0 +1,188 @@
+"""Per-test real parts: a fresh SQLite file, a flushed Redis, a runbooks directory, in-process services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import textwrap
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+import uvicorn
+import yaml
+
+from orchestrator import jobs
+from orchestrator.config import Settings
+from orchestrator.db.migrate import upgrade
+from orchestrator.jobs import JobRequest
+from orchestrator.services import Services
+from tests.support import CHROMIUM, free_port
+from web.app import create_app
+from worker.main import build_worker
+
+
+@dataclass
+class Env:
+    """One test's orchestrator: settings, open services, and helpers to write runbooks and run jobs."""
+
+    settings: Settings
+    svc: Services
+    launches: list[int] = field(default_factory=list)
+
+    def write(self, text: str, filename: str | None = None) -> str:
+        """Write a runbook file (NAME.yaml unless `filename` is given); return its name."""
+        source = textwrap.dedent(text).lstrip()
+        name = filename or f"{yaml.safe_load(source)['name']}.yaml"
+        (self.settings.runbooks_dir / name).write_text(source, encoding="utf-8")
+        return Path(name).stem
+
+    async def create(self, name: str, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+        await self.svc.catalog.refresh(force=True)
+        job, created = await jobs.create(self.svc, name, JobRequest(inputs=inputs or {}))
+        assert created
+        return job
+
+    async def work(self) -> int:
+        """Run a burst worker until the queue is empty and its jobs are done; return its Chromium launches."""
+        worker = build_worker(self.settings, burst=True, svc=self.svc, poll_delay=0.05)
+        try:
+            async with asyncio.timeout(120):  # a guard against a hung run, not a speed check
+                await worker.main()
+            launches = worker.ctx["deps"].browsers.launches
+        finally:
+            await worker.close()
+        self.launches.append(launches)
+        return launches
+
+    async def run(self, text: str, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Write the runbook, create a job of it, run the worker, return the finished job."""
+        job = await self.create(self.write(text), inputs)
+        await self.work()
+        return await jobs.get(self.svc, job["id"])
+
+    def artifact_path(self, job_id: str, artifact_id: str) -> Path:
+        [path] = (self.settings.artifacts_dir / job_id).glob(f"{artifact_id}*")
+        return path
+
+
+def make_settings(tmp_path: Path, redis_url: str, public_url: str) -> Settings:
+    data = tmp_path / "data"
+    runbooks = tmp_path / "runbooks"
+    runbooks.mkdir(parents=True, exist_ok=True)
+    return Settings(
+        data_dir=data,
+        database_url=f"sqlite+aiosqlite:///{data / 'orchestrator.db'}",
+        redis_url=redis_url,
+        runbooks_dir=runbooks,
+        browser_path=CHROMIUM,
+        host="127.0.0.1",
+        port=0,
+        worker_concurrency=4,
+        public_url=public_url,
+        secret_key="integration-test-secret-key",
+    )
+
+
+async def prepare(tmp_path: Path, redis_url: str, site_url: str) -> Settings:
+    """Settings on a fresh, migrated SQLite file, with Redis flushed."""
+    settings = make_settings(tmp_path, redis_url, site_url)
+    await asyncio.to_thread(upgrade, settings.database_url)
+    client = aioredis.from_url(redis_url)
+    try:
+        await client.flushall()
+    finally:
+        await client.aclose()
+    return settings
+
+
+@contextlib.asynccontextmanager
+async def open_env(settings: Settings) -> AsyncIterator[Env]:
+    svc = await Services.open(settings)
+    try:
+        yield Env(settings, svc)
+    finally:
+        await svc.close()
+
+
+@pytest.fixture
+async def settings(tmp_path: Path, redis_url: str, site_url: str) -> Settings:
+    return await prepare(tmp_path, redis_url, site_url)
+
+
+@pytest.fixture
+async def env(settings: Settings) -> AsyncIterator[Env]:
+    async with open_env(settings) as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+async def module_env(tmp_path_factory: pytest.TempPathFactory, redis_url: str, site_url: str) -> AsyncIterator[Env]:
+    """One orchestrator for a whole module, for modules that run one job and check it from several tests."""
+    settings = await prepare(tmp_path_factory.mktemp("module"), redis_url, site_url)
+    async with open_env(settings) as opened:
+        yield opened
+
+
+def step(job: dict[str, Any], step_id: str) -> dict[str, Any]:
+    """The step of a job object with this id."""
+    found = [s for s in job["steps"] if s["id"] == step_id]
+    assert found, f"job has no step {step_id!r}; steps: {[s['id'] for s in job['steps']]}"
+    return found[0]
+
+
+@contextlib.asynccontextmanager
+async def http_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The web app in-process (its lifespan running, so it loads the runbooks written so far), over httpx."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://orchestrator.test") as http:
+            yield http
+
+
+class LiveServer:
+    """The web app served by a real uvicorn on a free port, in a thread with its own event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=2,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(15)
+
+
+@contextlib.asynccontextmanager
+async def live_server(settings: Settings) -> AsyncIterator[str]:
+    """The web app on a real uvicorn (loading the runbooks written so far); yields its base URL."""
+    server = LiveServer(settings)
+    await asyncio.to_thread(server.start)
+    try:
+        yield server.url
+    finally:
+        await asyncio.to_thread(server.stop)
