@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import re
@@ -113,10 +115,20 @@ def _records(value: Any) -> list[dict[str, Any]]:
     return value
 
 
+MAX_FILE_BYTES = 10 * 1024 * 1024
+
+
 def _file(value: Any) -> Any:
-    if isinstance(value, dict) and "artifact_id" in value:
-        return value
-    raise ValueError("must be a file uploaded with the job")
+    """A file sent with the job as {"filename", "content_type"?, "data_base64"}; stored by jobs.create."""
+    if not isinstance(value, dict) or not isinstance(value.get("filename"), str) or not value["filename"].strip():
+        raise ValueError('must be a file: {"filename": ..., "data_base64": ...}')
+    try:
+        content = base64.b64decode(str(value.get("data_base64", "")), validate=True)
+    except (ValueError, binascii.Error):
+        raise ValueError("data_base64 is not valid base64") from None
+    if len(content) > MAX_FILE_BYTES:
+        raise ValueError(f"is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+    return {"filename": value["filename"][:200], "content_type": value.get("content_type"), "content": content}
 
 
 _COERCE = {

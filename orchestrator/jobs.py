@@ -100,8 +100,9 @@ async def create(svc: Services, name: str, request: JobRequest) -> tuple[dict[st
     if request.idempotency_key and (existing := await _by_key(svc, name, request.idempotency_key)):
         return existing, False
     clean = job_inputs.validate(runbook.inputs, request.inputs)
-    public, secret = job_inputs.split_secrets(runbook.inputs, clean)
     job_id, now = new_id(), utcnow()
+    attachments = _store_files(svc, job_id, runbook.inputs, clean)
+    public, secret = job_inputs.split_secrets(runbook.inputs, clean)
     status = JobStatus.SCHEDULED if request.run_at and request.run_at > now else JobStatus.QUEUED
     priority = request.priority or runbook.settings.priority
     row = {
@@ -136,6 +137,8 @@ async def create(svc: Services, name: str, request: JobRequest) -> tuple[dict[st
         async with writing(svc.engine) as conn:
             await conn.execute(insert(t.jobs).values(**row))
             await conn.execute(insert(t.steps), steps)
+            if attachments:
+                await conn.execute(insert(t.artifacts), attachments)
             await append(conn, [event])
     except IntegrityError:
         if request.idempotency_key and (existing := await _by_key(svc, name, request.idempotency_key)):
@@ -145,6 +148,20 @@ async def create(svc: Services, name: str, request: JobRequest) -> tuple[dict[st
     await publish(svc.redis, [job_id])
     async with reading(svc.engine) as conn:
         return await job_view(conn, job_id), True
+
+
+def _store_files(svc: Services, job_id: str, specs: dict[str, Any], clean: dict[str, Any]) -> list[dict[str, Any]]:
+    """Save file inputs as the job's attachment artifacts; the input becomes a reference to its file."""
+    rows = []
+    for name, spec in specs.items():
+        value = clean.get(name)
+        if spec.type == "file" and isinstance(value, dict) and "content" in value:
+            stored = svc.store.save(
+                job_id, "attachment", value["filename"], value["content"], mime_type=value.get("content_type") or None
+            )
+            rows.append(stored.row)
+            clean[name] = {"artifact_id": stored.row["id"], "name": stored.row["name"], "size": stored.row["size"]}
+    return rows
 
 
 async def _enqueue(svc: Services, job_id: str, attempt: int, priority: str, run_at: datetime | None) -> None:

@@ -20,7 +20,7 @@ from orchestrator.states import Action
 from orchestrator.views import runbook_view
 from web import sse
 
-MAX_BODY = 1_000_000
+MAX_BODY = 16 * 1024 * 1024  # file inputs travel base64-encoded in the body
 
 
 def _svc(request: Request) -> Services:

@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 STEP_FIELDS = ("status", "started_at", "finished_at", "duration_s", "retries", "attempt", "captured", "error")
 
 RUNNING_NOTICE_S = 0.05
+ACTION_GRACE_S = 1.0
+#: The fields every step has that may hold templates (`name` is also the screenshot action's file name).
+RENDERED_BASE = ("timeout", "retries", "name")
 # Statements built once: the committer runs each of them as one executemany per batch.
 UPDATE_STEP = (
     update(t.steps)
@@ -76,6 +79,7 @@ class Executor:
         self._step_task: asyncio.Task[Any] | None = None
         self._checkpoint: dict[str, Any] | None = None
         self._fence = Fence()
+        self._job_deadline = float("inf")
         self.tally = Tally()
 
     # -- writing ---------------------------------------------------------------------------------
@@ -153,20 +157,20 @@ class Executor:
             "job": {"id": self.job_id, "runbook": job["runbook"], "version": job["runbook_version"]},
             "server": {"url": self.deps.svc.settings.public_url},
         }
-        outcome: StepOutcome | None = None
-        try:
-            async with asyncio.timeout(runbook.settings.timeout):
-                for position, step in enumerate(runbook.steps):
-                    if position < resume_from:
-                        continue
-                    if self.cancelled:
-                        break
-                    outcome = await self._run_step(position, step, runbook, scope, secrets)
-                    if outcome.status is StepStatus.FAILED and not step.continue_on_error:
-                        break
-        except TimeoutError:
-            message = f"The job ran longer than its time limit of {runbook.settings.timeout:g} s."
-            self.tally.first_error = self.tally.first_error or ("", message)
+        # The job's time limit bounds each step's, so the step it runs out in ends failed with a reason.
+        self._job_deadline = started + runbook.settings.timeout
+        for position, step in enumerate(runbook.steps):
+            if position < resume_from:
+                continue
+            if self.cancelled:
+                break
+            if time.monotonic() >= self._job_deadline:
+                message = f"The job ran longer than its time limit of {runbook.settings.timeout:g} s."
+                self.tally.first_error = self.tally.first_error or ("", message)
+                break
+            outcome = await self._run_step(position, step, runbook, scope, secrets)
+            if outcome.status is StepStatus.FAILED and not step.continue_on_error:
+                break
         await self._finish(runbook, scope, time.monotonic() - started, secrets)
 
     # -- one step --------------------------------------------------------------------------------
@@ -228,22 +232,34 @@ class Executor:
         if typed.action not in self.deps.registry:
             return StepOutcome(StepStatus.FAILED, f"The action {typed.action} is not supported by this worker."), None
         _, fn = self.deps.registry.get(typed.action)
-        timeout = float(typed.timeout or runbook.settings.step_timeout)
+        step_timeout = float(typed.timeout or runbook.settings.step_timeout)
         retries = int(typed.retries if typed.retries is not None else runbook.settings.retries)
+        error = ""
         for attempt in range(retries + 1):
+            left_for_job = self._job_deadline - time.monotonic()
+            timeout = min(step_timeout, left_for_job)
+            if timeout <= 0:
+                error = f"The job reached its time limit of {runbook.settings.timeout:g} s."
+                break
             ctx.deadline = time.monotonic() + timeout
             try:
                 if typed.screenshot == "before" and typed.browser:
                     await self._screenshot(ctx, f"{step.id}-before.png")
                 self._step_task = asyncio.create_task(fn(ctx, typed))
-                async with asyncio.timeout(timeout):
+                # A little longer than the action's own deadline, so its specific error
+                # ("No element matches '#x'") reaches the user rather than a bare timeout.
+                async with asyncio.timeout(timeout + ACTION_GRACE_S):
                     return StepOutcome(StepStatus.SUCCESS), await self._step_task
             except asyncio.CancelledError:
                 if not self.cancelled:
                     raise
                 return StepOutcome(StepStatus.CANCELLED, "Cancelled while running."), None
             except TimeoutError:
-                error = f"The step did not finish within {timeout:g} s."
+                error = (
+                    f"The step did not finish within {timeout:g} s."
+                    if timeout == step_timeout
+                    else f"The job reached its time limit of {runbook.settings.timeout:g} s during this step."
+                )
             except (StepError, PlaywrightError) as exc:
                 error = ctx.mask_text(exc.message if isinstance(exc, StepError) else _first_line(exc))
             finally:
@@ -258,9 +274,9 @@ class Executor:
         raw = step.model_dump(by_alias=True, exclude={"when", *step.lazy})
         lazy = {name: getattr(step, name) for name in step.lazy}
         rendered = templating.render(
-            {k: v for k, v in raw.items() if k not in BASE_FIELDS or k in ("timeout", "retries")}, scope
+            {k: v for k, v in raw.items() if k not in BASE_FIELDS or k in RENDERED_BASE}, scope
         )
-        base = {k: v for k, v in raw.items() if k in BASE_FIELDS and k not in ("timeout", "retries")}
+        base = {k: v for k, v in raw.items() if k in BASE_FIELDS and k not in RENDERED_BASE}
         try:
             return type(step).model_validate({**base, **rendered, **lazy})
         except ValidationError as exc:

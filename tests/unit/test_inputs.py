@@ -38,7 +38,11 @@ def bad(spec: dict[str, InputSpec], given: Any) -> dict[str, str]:
         ("boolean", "yes", True),
         ("records", [{"id": 1}], [{"id": 1}]),
         ("records", '[{"id": 1}]', [{"id": 1}]),
-        ("file", {"artifact_id": "abc", "name": "a.txt"}, {"artifact_id": "abc", "name": "a.txt"}),
+        (
+            "file",
+            {"filename": "a.txt", "data_base64": "aGk="},
+            {"filename": "a.txt", "content_type": None, "content": b"hi"},
+        ),
     ],
 )
 def test_each_type_accepts_its_values(kind: str, given: Any, expected: Any) -> None:

@@ -43,15 +43,22 @@ async def press(ctx: StepContext, step: Press) -> dict[str, Any] | None:
 
 async def select(ctx: StepContext, step: Select) -> dict[str, Any] | None:
     target = await locate(ctx, step.selector, state="visible")
-    values = [step.value] if isinstance(step.value, str) else step.value
+    wanted = [step.value] if isinstance(step.value, str) else step.value
     try:
-        chosen = await target.select_option(values, timeout=min(ctx.timeout_ms, 5000))
-    except PlaywrightError:
-        try:  # not an option value: try the visible labels
-            chosen = await target.select_option(label=values, timeout=ctx.timeout_ms)
-        except PlaywrightError as exc:
-            raise StepError(f"Could not select {', '.join(values)}: {_first_line(exc)}") from None
-    return {"selected": chosen}
+        options = await target.evaluate("s => Array.from(s.options || []).map(o => [o.value, o.label])")
+    except PlaywrightError as exc:
+        raise StepError(f"Could not read the options of {step.selector!r}: {_first_line(exc)}") from None
+    values, labels = {v for v, _ in options}, {label for _, label in options}
+    if all(w in values for w in wanted):
+        call = target.select_option(value=wanted, timeout=ctx.timeout_ms)
+    elif all(w in labels for w in wanted):
+        call = target.select_option(label=wanted, timeout=ctx.timeout_ms)
+    else:
+        missing = ", ".join(w for w in wanted if w not in values and w not in labels)
+        shown = ", ".join(label for _, label in options[:20]) or "none"
+        raise StepError(f"Could not select {missing}: {step.selector!r} has no such option (it offers {shown}).")
+    await _do(ctx, f"select {', '.join(wanted)}", target, call)
+    return {"selected": wanted}
 
 
 async def check(ctx: StepContext, step: Check) -> dict[str, Any] | None:
