@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -19,7 +20,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-CHROMIUM = "/usr/bin/chromium"
+# The Chromium `make test` found or installed: ORCH_BROWSER_PATH, the system's, else None (Playwright's own).
+CHROMIUM = os.environ.get("ORCH_BROWSER_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

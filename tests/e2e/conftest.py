@@ -66,7 +66,7 @@ def start_dev(tmp: Path, extra_env: dict[str, str] | None = None) -> DevApp:
         ORCH_PORT=str(port),
         ORCH_HOST="127.0.0.1",
         ORCH_RUNBOOKS_DIR=str(RUNBOOKS),
-        ORCH_BROWSER_PATH=CHROMIUM,
+        ORCH_BROWSER_PATH=CHROMIUM or "",
         ORCH_WORKER_CONCURRENCY="2",
         **(extra_env or {}),
     )
