@@ -22,14 +22,6 @@ import httpx
 
 # The Chromium `make test` found or installed: ORCH_BROWSER_PATH, the system's, else None (Playwright's own).
 CHROMIUM = os.environ.get("ORCH_BROWSER_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SITE_DIR = Path(__file__).parent / "site"
 ROOT = Path(__file__).parent.parent
 
