@@ -13,7 +13,8 @@ import httpx
 import pytest
 from playwright.async_api import Browser, async_playwright
 
-from tests.support import CHROMIUM, CHROMIUM_ARGS, ROOT, env_without_orch, free_port, redis_server
+from tests.support import CHROMIUM, ROOT, env_without_orch, free_port, redis_server
+from worker.browser import CHROMIUM_ARGS
 
 ORCHESTRATOR = str(ROOT / ".venv" / "bin" / "orchestrator")
 RUNBOOKS = ROOT / "runbooks"
