@@ -22,7 +22,7 @@ from orchestrator.events import Pending, append, publish
 from orchestrator.services import Services
 from orchestrator.states import ACTIONS, Action, JobStatus, allowed_actions
 from orchestrator.transitions import move
-from orchestrator.views import job_summary, job_view
+from orchestrator.views import iso, job_summary, job_view
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +238,8 @@ async def act(svc: Services, job_id: str, action: Action, actor: str, comment: s
         values["summary"] = f"Cancelled by {actor}."
     try:
         async with writing(svc.engine) as conn:
+            if action in (Action.APPROVE, Action.REJECT):
+                values.update(await _decision(conn, job_id, action, actor, comment))
             await move(conn, job_id, target, expected=set(sources), values=values, events=events)
             await conn.execute(
                 insert(t.audit).values(
@@ -257,6 +259,19 @@ async def act(svc: Services, job_id: str, action: Action, actor: str, comment: s
     await svc.redis.publish(CONTROL_CHANNEL, json.dumps({"job_id": job_id, "action": action.value}))
     await publish(svc.redis, [job_id])
     return await get(svc, job_id)
+
+
+async def _decision(conn: Any, job_id: str, action: Action, actor: str, comment: str | None) -> dict[str, Any]:
+    """The job's approval record with the decision; a rejection is also the job's error."""
+    approval = (await conn.execute(select(t.jobs.c.approval).where(t.jobs.c.id == job_id))).scalar() or {}
+    decision = "approved" if action is Action.APPROVE else "rejected"
+    values: dict[str, Any] = {
+        "approval": {**approval, "decision": decision, "by": actor, "comment": comment, "decided_at": iso(utcnow())}
+    }
+    if action is Action.REJECT:
+        message = f"Rejected by {actor}" + (f": {comment}" if comment else ".")
+        values.update(error_message=message, error_step_id=approval.get("step_id"), summary=message)
+    return values
 
 
 async def _audit_refused(svc: Services, job_id: str, action: Action, actor: str, comment: str | None) -> JobStatus:

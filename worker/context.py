@@ -24,6 +24,8 @@ class StepContext:
     masks: list[Locator]
     deadline: float
     load_artifact: Callable[[str], Awaitable[tuple[dict[str, Any], bytes]]]
+    #: Ask a person: (context, message, timeout seconds or None, on_timeout) -> the decision; raises on reject.
+    ask: Callable[[StepContext, str, float | None, str], Awaitable[dict[str, Any]]]
     retries: int = 0
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     logs: list[tuple[str, str]] = field(default_factory=list)

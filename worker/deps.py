@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from orchestrator.runbooks.catalog import Version
 from orchestrator.services import Services
@@ -15,6 +15,22 @@ if TYPE_CHECKING:
     from worker.executor import Executor
 
 
+class Slots(Protocol):
+    """The worker's capacity: a job waiting for a person gives its slot back while it waits."""
+
+    def park(self) -> None: ...
+
+    async def unpark(self) -> None: ...
+
+
+class NoSlots:
+    def park(self) -> None:
+        return None
+
+    async def unpark(self) -> None:
+        return None
+
+
 @dataclass
 class Deps:
     svc: Services
@@ -24,3 +40,4 @@ class Deps:
     robot: str
     running: dict[str, Executor] = field(default_factory=dict)
     versions: dict[int, Version] = field(default_factory=dict)
+    slots: Slots = field(default_factory=NoSlots)

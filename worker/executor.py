@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -12,41 +11,43 @@ from typing import Any
 from playwright.async_api import BrowserContext, Page
 from playwright.async_api import Error as PlaywrightError
 from pydantic import ValidationError
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import select
 
 from orchestrator import templating
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
 from orchestrator.db.tables import utcnow
-from orchestrator.errors import InvalidTransition, OrchestratorError, StepError, StepTimeout
+from orchestrator.errors import StepError
 from orchestrator.events import Pending
 from orchestrator.runbooks.catalog import load_version
 from orchestrator.runbooks.schema import Runbook
 from orchestrator.runbooks.steps import BASE_FIELDS, StepBase
 from orchestrator.states import JobStatus, StepStatus
-from orchestrator.transitions import move_sync
 from orchestrator.views import artifact_url, iso, step_view
 from worker.committer import Fence, Statement, Write
 from worker.context import StepContext
 from worker.deps import Deps
+from worker.people import PeopleMixin
+from worker.rows import (
+    INSERT_ARTIFACT,
+    UPDATE_CHECKPOINT,
+    UPDATE_STEP,
+    claim_op,
+    finish_op,
+    first_line,
+    jsonable,
+    read_job,
+    render_outputs,
+    summary_of,
+    truthy,
+)
 
 log = logging.getLogger(__name__)
-
-STEP_FIELDS = ("status", "started_at", "finished_at", "duration_s", "retries", "attempt", "captured", "error")
 
 RUNNING_NOTICE_S = 0.05
 ACTION_GRACE_S = 1.0
 #: The fields every step has that may hold templates (`name` is also the screenshot action's file name).
 RENDERED_BASE = ("timeout", "retries", "name")
-# Statements built once: the committer runs each of them as one executemany per batch.
-UPDATE_STEP = (
-    update(t.steps)
-    .where(t.steps.c.job_id == bindparam("b_job"), t.steps.c.step_id == bindparam("b_step"))
-    .values({name: bindparam(name) for name in STEP_FIELDS})
-)
-INSERT_ARTIFACT = insert(t.artifacts)
-UPDATE_CHECKPOINT = update(t.jobs).where(t.jobs.c.id == bindparam("b_job")).values(checkpoint=bindparam("checkpoint"))
 
 
 @dataclass
@@ -66,7 +67,7 @@ class Tally:
     counts: dict[str, int] = field(default_factory=lambda: {"total": 0, "succeeded": 0, "failed": 0, "skipped": 0})
 
 
-class Executor:
+class Executor(PeopleMixin):
     def __init__(self, deps: Deps, job_id: str, attempt: int) -> None:
         self.deps = deps
         self.job_id = job_id
@@ -80,6 +81,10 @@ class Executor:
         self._checkpoint: dict[str, Any] | None = None
         self._fence = Fence()
         self._job_deadline = float("inf")
+        self._news = asyncio.Event()
+        self._pause_requested = False
+        self._checked_at = time.monotonic()
+        self._row: dict[str, Any] = {}
         self.tally = Tally()
 
     # -- writing ---------------------------------------------------------------------------------
@@ -132,12 +137,12 @@ class Executor:
         the move is a compare-and-set, and if it loses (the job was cancelled meanwhile) the fence
         drops every later write of this run and the run stops."""
         job_id, attempt = self.job_id, self.attempt
-        row, resume_from, restored = await self.deps.committer.read(lambda conn: _read_job(conn, job_id))
+        row, resume_from, restored = await self.deps.committer.read(lambda conn: read_job(conn, job_id))
         if row is None or row["attempt"] != attempt:
             return None
         job, status = dict(row), JobStatus(row["status"])
         if status in (JobStatus.SCHEDULED, JobStatus.QUEUED):
-            claim = self._write(_claim_op(job_id, attempt, self.deps.robot, job["started_at"]))
+            claim = self._write(claim_op(job_id, attempt, self.deps.robot, job["started_at"]))
             claim.add_done_callback(self._lost_claim)
         elif status is not JobStatus.RUNNING:
             return None  # cancelled, finished, or waiting on a person: nothing to run
@@ -162,6 +167,7 @@ class Executor:
         for position, step in enumerate(runbook.steps):
             if position < resume_from:
                 continue
+            await self._honour_pause()
             if self.cancelled:
                 break
             if time.monotonic() >= self._job_deadline:
@@ -171,6 +177,8 @@ class Executor:
             outcome = await self._run_step(position, step, runbook, scope, secrets)
             if outcome.status is StepStatus.FAILED and not step.continue_on_error:
                 break
+        else:
+            await self._honour_pause()
         await self._finish(runbook, scope, time.monotonic() - started, secrets)
 
     # -- one step --------------------------------------------------------------------------------
@@ -198,6 +206,7 @@ class Executor:
             lambda: self._write(statements=[self._update_step(dict(row))], events=[self._step_event(row)]),
         )
         began = time.monotonic()
+        self._row = row
         ctx = self._context_for(step, scope, secrets)
         before = dict(scope["captured"])
         try:
@@ -213,7 +222,7 @@ class Executor:
             finished_at=utcnow(),
             duration_s=round(time.monotonic() - began, 3),
             retries=ctx.retries,
-            captured=_jsonable(saved, secrets) if saved else None,
+            captured=jsonable(saved, secrets) if saved else None,
             error=outcome.error,
         )
         self._count(outcome, ctx.retries, step.id)
@@ -223,15 +232,12 @@ class Executor:
     async def _attempts(
         self, step: StepBase, runbook: Runbook, scope: dict[str, Any], ctx: StepContext
     ) -> tuple[StepOutcome, Any]:
-        try:
-            if step.when is not None and not _truthy(templating.render(step.when, scope)):
-                return StepOutcome(StepStatus.SKIPPED), None
-            typed = self._typed(step, scope)
-        except StepError as exc:
-            return StepOutcome(StepStatus.FAILED, ctx.mask_text(exc.message)), None
-        if typed.action not in self.deps.registry:
-            return StepOutcome(StepStatus.FAILED, f"The action {typed.action} is not supported by this worker."), None
-        _, fn = self.deps.registry.get(typed.action)
+        prepared = self._prepare(step, scope, ctx)
+        if isinstance(prepared, StepOutcome):
+            return prepared, None
+        typed, fn = prepared
+        if typed.waits_for_person:
+            return await self._wait_for_person(ctx, fn, typed)
         step_timeout = float(typed.timeout or runbook.settings.step_timeout)
         retries = int(typed.retries if typed.retries is not None else runbook.settings.retries)
         error = ""
@@ -261,13 +267,39 @@ class Executor:
                     else f"The job reached its time limit of {runbook.settings.timeout:g} s during this step."
                 )
             except (StepError, PlaywrightError) as exc:
-                error = ctx.mask_text(exc.message if isinstance(exc, StepError) else _first_line(exc))
+                error = ctx.mask_text(exc.message if isinstance(exc, StepError) else first_line(exc))
             finally:
                 self._step_task = None
             if attempt < retries:
                 ctx.retries += 1
                 ctx.log("warning", f"Step {step.id} failed ({error}); retrying.")
         return StepOutcome(StepStatus.FAILED, error), None
+
+    def _prepare(self, step: StepBase, scope: dict[str, Any], ctx: StepContext) -> StepOutcome | tuple[StepBase, Any]:
+        """The rendered step and its action, or the outcome that ends it before it runs."""
+        try:
+            if step.when is not None and not truthy(templating.render(step.when, scope)):
+                return StepOutcome(StepStatus.SKIPPED)
+            typed = self._typed(step, scope)
+        except StepError as exc:
+            return StepOutcome(StepStatus.FAILED, ctx.mask_text(exc.message))
+        if typed.action not in self.deps.registry:
+            return StepOutcome(StepStatus.FAILED, f"The action {typed.action} is not supported by this worker.")
+        return typed, self.deps.registry.get(typed.action)[1]
+
+    async def _wait_for_person(self, ctx: StepContext, fn: Any, typed: StepBase) -> tuple[StepOutcome, Any]:
+        """A step that waits for a person (approval): no step time limit, no retries."""
+        try:
+            self._step_task = asyncio.create_task(fn(ctx, typed))
+            return StepOutcome(StepStatus.SUCCESS), await self._step_task
+        except asyncio.CancelledError:
+            if not self.cancelled:
+                raise
+            return StepOutcome(StepStatus.CANCELLED, "Cancelled while waiting for approval."), None
+        except StepError as exc:
+            return StepOutcome(StepStatus.FAILED, ctx.mask_text(exc.message)), None
+        finally:
+            self._step_task = None
 
     def _typed(self, step: StepBase, scope: dict[str, Any]) -> StepBase:
         """Render the step's templates and validate the result against the action's model."""
@@ -294,6 +326,7 @@ class Executor:
             masks=self._masks,
             deadline=time.monotonic(),
             load_artifact=self._load_artifact,
+            ask=self._ask,
         )
 
     async def _get_page(self) -> Page:
@@ -307,7 +340,7 @@ class Executor:
             assert self._page is not None
             image = await self._page.screenshot(mask=self._masks, timeout=5000)
         except (PlaywrightError, AssertionError) as exc:
-            ctx.log("warning", f"No screenshot after step {ctx.step_id}: {_first_line(exc)}")
+            ctx.log("warning", f"No screenshot after step {ctx.step_id}: {first_line(exc)}")
             return
         ctx.save("screenshot", name, image, "image/png")
 
@@ -389,7 +422,7 @@ class Executor:
     # -- the end ---------------------------------------------------------------------------------
 
     async def _finish(self, runbook: Runbook, scope: dict[str, Any], elapsed: float, secrets: frozenset[str]) -> None:
-        outputs, output_error = _outputs(runbook, scope, secrets)
+        outputs, output_error = render_outputs(runbook, scope, secrets)
         fatal = self._fatal(runbook)
         if output_error and not fatal:
             fatal = ("", output_error)
@@ -401,7 +434,7 @@ class Executor:
             "retries": self.tally.retries,
             "duration_s": round(elapsed, 3),
         }
-        summary = _summary(runbook, status, fatal, metrics)
+        summary = summary_of(runbook, status, fatal, metrics)
         values = {
             "finished_at": utcnow(),
             "duration_s": round(elapsed, 3),
@@ -420,28 +453,9 @@ class Executor:
             "duration_s": round(elapsed, 3),
             "summary": summary,
         }
-        job_id, attempt, cancelled = self.job_id, self.attempt, self.cancelled
+        job_id, attempt = self.job_id, self.attempt
 
-        def finish(conn: Connection, events: list[Pending]) -> None:
-            if cancelled:
-                _cancel_leftovers(conn, job_id)
-                report["status"] = JobStatus.CANCELLED.value
-            else:
-                try:
-                    move_sync(
-                        conn,
-                        job_id,
-                        status,
-                        expected={JobStatus.RUNNING},
-                        attempt=attempt,
-                        values=values,
-                        events=events,
-                    )
-                except InvalidTransition:
-                    return  # cancelled or taken over meanwhile: the other writer's outcome stands
-            events.append(Pending(job_id, "report", report))
-
-        self._write(finish)
+        self._write(finish_op(job_id, attempt, status, values, report))
 
     def _fatal(self, runbook: Runbook) -> tuple[str, str] | None:
         """The failure that fails the job: a failed step without continue_on_error, or a timeout."""
@@ -453,12 +467,6 @@ class Executor:
             return None
         return self.tally.first_error
 
-    def cancel(self) -> None:
-        """Called when a person cancels the job: stop the running step now."""
-        self.cancelled = True
-        if self._step_task is not None:
-            self._step_task.cancel()
-
     async def _close_browser(self) -> None:
         if self._context is not None:
             try:
@@ -466,80 +474,3 @@ class Executor:
             except PlaywrightError as exc:
                 log.warning("closing the browser context of job %s: %s", self.job_id, exc)
             self._context = self._page = None
-
-
-def _read_job(conn: Connection, job_id: str) -> tuple[Any, int, dict[str, Any]]:
-    """The job row, the position to start at, and the values its finished steps captured."""
-    row = conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).mappings().first()
-    if row is None:
-        return None, 0, {}
-    steps = conn.execute(
-        select(t.steps.c.position, t.steps.c.status, t.steps.c.captured)
-        .where(t.steps.c.job_id == job_id)
-        .order_by(t.steps.c.position)
-    ).all()
-    done = (StepStatus.SUCCESS.value, StepStatus.SKIPPED.value)
-    position = next((s.position for s in steps if s.status not in done), len(steps))
-    captured: dict[str, Any] = {}
-    for step in steps[:position]:
-        captured.update(step.captured or {})
-    return row, position, captured
-
-
-def _claim_op(job_id: str, attempt: int, robot: str, started_at: Any) -> Any:
-    def claim(conn: Connection, events: list[Pending]) -> None:
-        status = JobStatus(conn.execute(select(t.jobs.c.status).where(t.jobs.c.id == job_id)).scalar_one())
-        if status is JobStatus.SCHEDULED:
-            move_sync(conn, job_id, JobStatus.QUEUED, events=events)
-        values = {"started_at": started_at or utcnow(), "robot": robot}
-        move_sync(
-            conn, job_id, JobStatus.RUNNING, expected={JobStatus.QUEUED}, attempt=attempt, values=values, events=events
-        )
-
-    return claim
-
-
-def _cancel_leftovers(conn: Connection, job_id: str) -> None:
-    conn.execute(
-        update(t.steps)
-        .where(t.steps.c.job_id == job_id, t.steps.c.status.in_((StepStatus.PENDING.value, StepStatus.RUNNING.value)))
-        .values(status=StepStatus.CANCELLED.value)
-    )
-
-
-def _outputs(runbook: Runbook, scope: dict[str, Any], secrets: frozenset[str]) -> tuple[dict[str, Any], str | None]:
-    try:
-        return _jsonable(templating.render(runbook.outputs, scope), secrets), None
-    except OrchestratorError as exc:
-        return {}, f"The outputs could not be computed: {exc.message}"
-
-
-def _summary(runbook: Runbook, status: JobStatus, fatal: tuple[str, str] | None, metrics: dict[str, Any]) -> str:
-    if fatal:
-        where = f"at step {fatal[0]}" if fatal[0] else ""
-        return f"{runbook.display_title} failed {where}: {fatal[1]}".replace(" :", ":")
-    done = metrics["steps_succeeded"]
-    extra = f", {metrics['steps_failed']} failed but allowed to" if metrics["steps_failed"] else ""
-    return f"{runbook.display_title} completed {done} steps in {metrics['duration_s']:.1f} s{extra}."
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() not in ("", "false", "no", "0", "off", "none")
-    return bool(value)
-
-
-def _jsonable(value: Any, secrets: frozenset[str]) -> Any:
-    text = json.dumps(value, default=str)
-    for secret in secrets:
-        if secret:
-            text = text.replace(json.dumps(secret)[1:-1], "********")
-    return json.loads(text)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-__all__ = ["Executor", "StepTimeout"]

@@ -95,8 +95,19 @@ class OrchestratorWorker(Worker):
     def _control(self, signal: dict[str, Any]) -> None:
         deps: Deps | None = self.ctx.get("deps")
         executor = deps.running.get(signal.get("job_id", "")) if deps else None
-        if executor is not None and signal.get("action") == "cancel":
-            executor.cancel()
+        if executor is not None:
+            executor.signal(str(signal.get("action")))
+
+    def park(self) -> None:
+        """A job waits for a person: its slot is free for other jobs meanwhile."""
+        self.job_counter -= 1
+        self.sem.release()
+        self._wake.set()
+
+    async def unpark(self) -> None:
+        """The job goes on: it takes a slot again (waiting for one if the worker is full)."""
+        await self.sem.acquire()
+        self.job_counter += 1
 
 
 def robot_name() -> str:
@@ -115,13 +126,14 @@ def build_worker(
         services = svc or await Services.open(settings)
         committer = Committer(services.engine, services.redis)
         await committer.start()
-        ctx["deps"] = Deps(
+        ctx["deps"] = deps = Deps(
             svc=services,
             browsers=BrowserPool(settings.browser_path),
             registry=default_registry(),
             committer=committer,
             robot=robot_name(),
         )
+        deps.slots = worker
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         deps: Deps | None = ctx.get("deps")

@@ -32,6 +32,8 @@ class StepBase(BaseModel):
 
     #: Whether the action needs the job's browser page.
     browser: ClassVar[bool] = True
+    #: Whether the step waits for a person (no step time limit, no retries, no worker slot held).
+    waits_for_person: ClassVar[bool] = False
     #: Fields the executor renders itself, later (not before the step runs).
     lazy: ClassVar[frozenset[str]] = frozenset()
 
@@ -133,6 +135,7 @@ class Screenshot(StepBase):
 class Approval(StepBase):
     action: Literal["approval"]
     browser: ClassVar[bool] = False
+    waits_for_person: ClassVar[bool] = True
     message: str
     timeout: Seconds | None = None
     on_timeout: Literal["reject", "approve"] = "reject"

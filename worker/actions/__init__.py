@@ -32,6 +32,6 @@ class Registry:
 
 
 def default_registry() -> Registry:
-    from worker.actions import data, forms, navigation, page
+    from worker.actions import data, flow, forms, navigation, page
 
-    return Registry([*navigation.ACTIONS, *forms.ACTIONS, *page.ACTIONS, *data.ACTIONS])
+    return Registry([*navigation.ACTIONS, *forms.ACTIONS, *page.ACTIONS, *data.ACTIONS, *flow.ACTIONS])

@@ -54,7 +54,7 @@ async def wait_for(ctx: StepContext, step: WaitFor) -> dict[str, Any] | None:
 
 
 async def sleep(ctx: StepContext, step: Sleep) -> dict[str, Any] | None:
-    if step.seconds > ctx.remaining:
+    if step.seconds > ctx.remaining + 0.1:  # a sleep as long as the step's limit is fine
         raise StepTimeout(f"Sleeping {step.seconds:g} s would exceed the step's time limit.")
     await asyncio.sleep(float(step.seconds))
     return None

@@ -34,6 +34,9 @@ _TABLE_JS = """(table) => {
 async def _read(ctx: StepContext, target: Locator, step: Extract) -> Any:
     if step.table:
         return await target.evaluate(_TABLE_JS)
+    field = await target.evaluate("e => ['INPUT', 'TEXTAREA', 'SELECT'].includes(e.tagName)")
+    if field and step.attribute in (None, "value"):
+        return await target.input_value(timeout=ctx.timeout_ms)  # what is in the field now, not its HTML
     if step.attribute:
         return await target.get_attribute(step.attribute, timeout=ctx.timeout_ms)
     return (await target.inner_text(timeout=ctx.timeout_ms)).strip()

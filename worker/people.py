@@ -1,0 +1,202 @@
+"""What people do to a running job, seen from the worker: pause at a step boundary, approval on
+the same page, cancel at once. A job waiting for a person holds no worker slot."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING, Any
+
+from playwright.async_api import Error as PlaywrightError
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from orchestrator.db import tables as t
+from orchestrator.db.tables import utcnow
+from orchestrator.errors import InvalidTransition, StepError
+from orchestrator.events import Pending
+from orchestrator.states import JobStatus, StepStatus
+from orchestrator.transitions import move_sync
+from orchestrator.views import artifact_url, iso
+from worker.committer import Statement
+from worker.context import StepContext
+from worker.rows import INSERT_ARTIFACT, jsonable
+
+if TYPE_CHECKING:
+    from worker.deps import Deps
+
+#: How often a waiting or running job looks at its status in case a Redis signal was missed.
+CONTROL_POLL_S = 2.0
+
+
+class PeopleMixin:
+    """The part of the Executor that answers to people (mixed into it; see worker/executor.py)."""
+
+    deps: Deps
+    job_id: str
+    attempt: int
+    cancelled: bool
+    _news: asyncio.Event
+    _pause_requested: bool
+    _checked_at: float
+    _job_deadline: float
+    _row: dict[str, Any]
+    _page: Any
+    _masks: list[Any]
+    _step_task: asyncio.Task[Any] | None
+
+    def _write(
+        self, *ops: Any, statements: list[Statement] | None = None, events: list[Pending] | None = None
+    ) -> asyncio.Future[Any]:
+        raise NotImplementedError
+
+    def _update_step(self, row: dict[str, Any]) -> Statement:
+        raise NotImplementedError
+
+    def _step_event(self, row: dict[str, Any], screenshot: str | None = None) -> Pending:
+        raise NotImplementedError
+
+    def signal(self, action: str) -> None:
+        """A person acted on the job (the worker relays the Redis message)."""
+        if action == "pause":
+            self._pause_requested = True
+        self._news.set()
+        if action == "cancel":
+            self.cancel()
+
+    async def _status(self) -> JobStatus:
+        job_id = self.job_id
+        status = await self.deps.committer.read(
+            lambda conn: conn.execute(select(t.jobs.c.status).where(t.jobs.c.id == job_id)).scalar()
+        )
+        return JobStatus(status)
+
+    async def _wait_while(self, statuses: set[JobStatus], seconds: float | None) -> JobStatus:
+        """Wait, holding no worker slot, while the job stays in `statuses`; the time does not count
+        against the job's time limit. Returns the status it moved to (or has when `seconds` run out)."""
+        began = time.monotonic()
+        deadline = None if seconds is None else began + seconds
+        self.deps.slots.park()
+        try:
+            while True:
+                self._news.clear()
+                status = await self._status()
+                left = CONTROL_POLL_S if deadline is None else min(CONTROL_POLL_S, deadline - time.monotonic())
+                if status not in statuses or left <= 0:
+                    return status
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left):
+                        await self._news.wait()
+        finally:
+            self._job_deadline += time.monotonic() - began
+            await self.deps.slots.unpark()
+
+    async def _honour_pause(self) -> None:
+        """At a step boundary: stop here while the job is paused (asked by signal, or seen by a poll)."""
+        if not self._pause_requested and time.monotonic() - self._checked_at < CONTROL_POLL_S:
+            return
+        self._pause_requested, self._checked_at = False, time.monotonic()
+        status = await self._status()
+        if status is JobStatus.PAUSED:
+            status = await self._wait_while({JobStatus.PAUSED}, None)
+        if status is JobStatus.CANCELLED:
+            self.cancelled = True
+
+    async def _ask(self, ctx: StepContext, message: str, seconds: float | None, on_timeout: str) -> dict[str, Any]:
+        """Put the job in waiting_for_approval on the same page and wait for the decision."""
+        requested = utcnow()
+        approval: dict[str, Any] = {
+            "step_id": ctx.step_id,
+            "message": message,
+            "requested_at": iso(requested),
+            "timeout_s": seconds,
+            "on_timeout": on_timeout,
+            "captured": jsonable(ctx.captured, ctx.secrets),
+        }
+        shot = await self._evidence(ctx)
+        if shot is not None:
+            approval.update(screenshot_url=artifact_url(self.job_id, shot["id"]), screenshot_sha256=shot["sha256"])
+        await self._request_approval(approval, shot)
+        status = await self._wait_while({JobStatus.WAITING_FOR_APPROVAL}, seconds)
+        if status is JobStatus.WAITING_FOR_APPROVAL:
+            status = await self._time_out_approval(seconds or 0, on_timeout)
+        if status is JobStatus.CANCELLED:
+            self.cancelled = True
+            raise asyncio.CancelledError
+        decided = await self.deps.committer.read(
+            lambda conn: conn.execute(select(t.jobs.c.approval).where(t.jobs.c.id == self.job_id)).scalar()
+        )
+        decided = decided or {}
+        if status is JobStatus.RUNNING:
+            return {"decision": "approved", "by": decided.get("by"), "comment": decided.get("comment")}
+        if decided.get("by") == "timeout":
+            raise StepError(str(decided.get("comment")))
+        who = decided.get("by") or "the orchestrator"
+        raise StepError(f"Rejected by {who}" + (f": {decided['comment']}" if decided.get("comment") else "."))
+
+    async def _evidence(self, ctx: StepContext) -> dict[str, Any] | None:
+        if self._page is None or self._page.is_closed():
+            return None
+        try:
+            image = await self._page.screenshot(mask=self._masks, timeout=5000)
+        except PlaywrightError:
+            return None
+        return self.deps.svc.store.save(
+            self.job_id, "screenshot", f"{ctx.step_id}-approval.png", image, step_id=ctx.step_id, mime_type="image/png"
+        ).row
+
+    async def _request_approval(self, approval: dict[str, Any], shot: dict[str, Any] | None) -> None:
+        job_id, attempt = self.job_id, self.attempt
+        row = {**self._row, "status": StepStatus.WAITING.value}
+
+        def request(conn: Connection, events: list[Pending]) -> None:
+            move_sync(
+                conn,
+                job_id,
+                JobStatus.WAITING_FOR_APPROVAL,
+                expected={JobStatus.RUNNING},
+                attempt=attempt,
+                values={"approval": approval},
+                events=events,
+            )
+            events.append(Pending(job_id, "approval", {"job_id": job_id, **approval}))
+
+        statements: list[Statement] = [self._update_step(row)]
+        if shot is not None:
+            statements.append((INSERT_ARTIFACT, shot))
+        await self._write(
+            request, statements=statements, events=[self._step_event(row, approval.get("screenshot_url"))]
+        )
+
+    async def _time_out_approval(self, seconds: float, on_timeout: str) -> JobStatus:
+        job_id, attempt = self.job_id, self.attempt
+        target = JobStatus.RUNNING if on_timeout == "approve" else JobStatus.FAILED
+        verb = "approved" if on_timeout == "approve" else "rejected"
+        message = f"No decision within {seconds:g} s: {verb} automatically."
+        decision = {"decision": verb, "by": "timeout", "comment": message, "decided_at": iso(utcnow())}
+
+        def decide(conn: Connection, events: list[Pending]) -> None:
+            current = conn.execute(select(t.jobs.c.approval).where(t.jobs.c.id == job_id)).scalar() or {}
+            values: dict[str, Any] = {"approval": {**current, **decision}}
+            if target is JobStatus.FAILED:
+                values.update(error_message=message, error_step_id=current.get("step_id"), summary=message)
+            with contextlib.suppress(InvalidTransition):  # a person decided in the same instant: theirs stands
+                move_sync(
+                    conn,
+                    job_id,
+                    target,
+                    expected={JobStatus.WAITING_FOR_APPROVAL},
+                    attempt=attempt,
+                    values=values,
+                    events=events,
+                )
+
+        await self._write(decide)
+        return await self._status()
+
+    def cancel(self) -> None:
+        """Called when a person cancels the job: stop the running step now."""
+        self.cancelled = True
+        if self._step_task is not None:
+            self._step_task.cancel()

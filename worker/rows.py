@@ -1,0 +1,128 @@
+"""The rows a job run writes and reads: prepared statements, the claim, and what a run ends with."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Connection
+
+from orchestrator import templating
+from orchestrator.db import tables as t
+from orchestrator.db.tables import utcnow
+from orchestrator.errors import InvalidTransition, OrchestratorError
+from orchestrator.events import Pending
+from orchestrator.runbooks.schema import Runbook
+from orchestrator.states import JobStatus, StepStatus
+from orchestrator.transitions import move_sync
+
+STEP_FIELDS = ("status", "started_at", "finished_at", "duration_s", "retries", "attempt", "captured", "error")
+
+# Statements built once: the committer runs each of them as one executemany per batch.
+UPDATE_STEP = (
+    update(t.steps)
+    .where(t.steps.c.job_id == bindparam("b_job"), t.steps.c.step_id == bindparam("b_step"))
+    .values({name: bindparam(name) for name in STEP_FIELDS})
+)
+INSERT_ARTIFACT = insert(t.artifacts)
+UPDATE_CHECKPOINT = update(t.jobs).where(t.jobs.c.id == bindparam("b_job")).values(checkpoint=bindparam("checkpoint"))
+
+
+def read_job(conn: Connection, job_id: str) -> tuple[Any, int, dict[str, Any]]:
+    """The job row, the position to start at, and the values its finished steps captured."""
+    row = conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).mappings().first()
+    if row is None:
+        return None, 0, {}
+    steps = conn.execute(
+        select(t.steps.c.position, t.steps.c.status, t.steps.c.captured)
+        .where(t.steps.c.job_id == job_id)
+        .order_by(t.steps.c.position)
+    ).all()
+    done = (StepStatus.SUCCESS.value, StepStatus.SKIPPED.value)
+    position = next((s.position for s in steps if s.status not in done), len(steps))
+    captured: dict[str, Any] = {}
+    for step in steps[:position]:
+        captured.update(step.captured or {})
+    return row, position, captured
+
+
+def claim_op(job_id: str, attempt: int, robot: str, started_at: Any) -> Any:
+    def claim(conn: Connection, events: list[Pending]) -> None:
+        status = JobStatus(conn.execute(select(t.jobs.c.status).where(t.jobs.c.id == job_id)).scalar_one())
+        if status is JobStatus.SCHEDULED:
+            move_sync(conn, job_id, JobStatus.QUEUED, events=events)
+        values = {"started_at": started_at or utcnow(), "robot": robot}
+        move_sync(
+            conn, job_id, JobStatus.RUNNING, expected={JobStatus.QUEUED}, attempt=attempt, values=values, events=events
+        )
+
+    return claim
+
+
+def finish_op(job_id: str, attempt: int, status: JobStatus, values: dict[str, Any], report: dict[str, Any]) -> Any:
+    """End the run: completed or failed, unless a person ended the job first."""
+
+    def finish(conn: Connection, events: list[Pending]) -> None:
+        try:
+            move_sync(conn, job_id, status, expected={JobStatus.RUNNING}, attempt=attempt, values=values, events=events)
+        except InvalidTransition:
+            # A person ended the job first (cancel, reject): their status and error stand;
+            # the run's metrics and outputs are still recorded. A newer attempt writes its own.
+            row = conn.execute(select(t.jobs.c.status, t.jobs.c.attempt).where(t.jobs.c.id == job_id)).first()
+            if row is None or row.attempt != attempt:
+                return
+            cancel_leftovers(conn, job_id)
+            keep = ("metrics", "outputs", "duration_s", "finished_at")
+            conn.execute(update(t.jobs).where(t.jobs.c.id == job_id).values({k: values[k] for k in keep}))
+            report["status"] = row.status
+            decided = conn.execute(select(t.jobs.c.summary).where(t.jobs.c.id == job_id)).scalar()
+            report["summary"] = decided or report["summary"]
+        events.append(Pending(job_id, "report", report))
+
+    return finish
+
+
+def cancel_leftovers(conn: Connection, job_id: str) -> None:
+    conn.execute(
+        update(t.steps)
+        .where(t.steps.c.job_id == job_id, t.steps.c.status.in_((StepStatus.PENDING.value, StepStatus.RUNNING.value)))
+        .values(status=StepStatus.CANCELLED.value)
+    )
+
+
+def render_outputs(
+    runbook: Runbook, scope: dict[str, Any], secrets: frozenset[str]
+) -> tuple[dict[str, Any], str | None]:
+    try:
+        return jsonable(templating.render(runbook.outputs, scope), secrets), None
+    except OrchestratorError as exc:
+        return {}, f"The outputs could not be computed: {exc.message}"
+
+
+def summary_of(runbook: Runbook, status: JobStatus, fatal: tuple[str, str] | None, metrics: dict[str, Any]) -> str:
+    if fatal:
+        where = f"at step {fatal[0]}" if fatal[0] else ""
+        return f"{runbook.display_title} failed {where}: {fatal[1]}".replace(" :", ":")
+    done = metrics["steps_succeeded"]
+    extra = f", {metrics['steps_failed']} failed but allowed to" if metrics["steps_failed"] else ""
+    return f"{runbook.display_title} completed {done} steps in {metrics['duration_s']:.1f} s{extra}."
+
+
+def truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "false", "no", "0", "off", "none")
+    return bool(value)
+
+
+def jsonable(value: Any, secrets: frozenset[str]) -> Any:
+    text = json.dumps(value, default=str)
+    for secret in secrets:
+        if secret:
+            text = text.replace(json.dumps(secret)[1:-1], "********")
+    return json.loads(text)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
