@@ -229,9 +229,26 @@ async def list_jobs(svc: Services, flt: JobFilter) -> dict[str, Any]:
     return {"items": items, "total": total, "start": flt.start, "count": len(items)}
 
 
-async def act(svc: Services, job_id: str, action: Action, actor: str, comment: str | None = None) -> dict[str, Any]:
-    """A person's action on a job: one compare-and-set transition, an audit row, an event, a signal."""
+async def act(
+    svc: Services,
+    job_id: str,
+    action: Action,
+    actor: str,
+    comment: str | None = None,
+    seen: JobStatus | None = None,
+) -> dict[str, Any]:
+    """A person's action on a job: one compare-and-set transition, an audit row, an event, a signal.
+
+    The move is made from the status the person saw (`seen`, else the status when the request
+    arrived): of two people acting on what they both saw, one wins and the other gets 409.
+    """
     sources, target = ACTIONS[action]
+    if seen is None:
+        async with reading(svc.engine) as conn:
+            found = (await conn.execute(select(t.jobs.c.status).where(t.jobs.c.id == job_id))).scalar()
+        if found is None:
+            raise JobNotFound(f"No job has the id {job_id}.")
+        seen = JobStatus(found)
     events: list[Pending] = []
     values: dict[str, Any] = {"finished_at": utcnow()} if target.finished else {}
     if action is Action.CANCEL:
@@ -240,7 +257,7 @@ async def act(svc: Services, job_id: str, action: Action, actor: str, comment: s
         async with writing(svc.engine) as conn:
             if action in (Action.APPROVE, Action.REJECT):
                 values.update(await _decision(conn, job_id, action, actor, comment))
-            await move(conn, job_id, target, expected=set(sources), values=values, events=events)
+            await move(conn, job_id, target, expected=set(sources) & {seen}, values=values, events=events)
             await conn.execute(
                 insert(t.audit).values(
                     job_id=job_id, actor=actor, action=action.value, comment=comment, outcome="ok", at=utcnow()

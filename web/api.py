@@ -16,7 +16,7 @@ from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
 from orchestrator.errors import ArtifactNotFound, InvalidInput, OrchestratorError
 from orchestrator.services import Services
-from orchestrator.states import Action
+from orchestrator.states import Action, JobStatus
 from orchestrator.views import runbook_view
 from web import sse
 
@@ -121,7 +121,12 @@ async def act(request: Request) -> JSONResponse:
     comment = body.get("comment") if isinstance(body, dict) else None
     if comment is not None and (not isinstance(comment, str) or len(comment) > 2000):
         raise InvalidInput({"comment": "must be a string of at most 2000 characters"})
-    return JSONResponse(await jobs.act(_svc(request), request.path_params["job_id"], action, _actor(request), comment))
+    seen = body.get("expected_status") if isinstance(body, dict) else None
+    if seen is not None and seen not in {s.value for s in JobStatus}:
+        raise InvalidInput({"expected_status": f"must be one of {', '.join(s.value for s in JobStatus)}"})
+    job_id = request.path_params["job_id"]
+    answer = await jobs.act(_svc(request), job_id, action, _actor(request), comment, JobStatus(seen) if seen else None)
+    return JSONResponse(answer)
 
 
 async def rerun(request: Request) -> JSONResponse:

@@ -85,6 +85,7 @@ class Executor(PeopleMixin):
         self._pause_requested = False
         self._checked_at = time.monotonic()
         self._row: dict[str, Any] = {}
+        self._notice: asyncio.TimerHandle | None = None
         self.tally = Tally()
 
     # -- writing ---------------------------------------------------------------------------------
@@ -201,7 +202,7 @@ class Executor(PeopleMixin):
         }
         # A step that ends within RUNNING_NOTICE_S is written once, when it ends; a longer one is
         # announced as running then. Writes per step are where throughput goes.
-        notice = asyncio.get_running_loop().call_later(
+        self._notice = notice = asyncio.get_running_loop().call_later(
             RUNNING_NOTICE_S,
             lambda: self._write(statements=[self._update_step(dict(row))], events=[self._step_event(row)]),
         )

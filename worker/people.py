@@ -45,6 +45,7 @@ class PeopleMixin:
     _page: Any
     _masks: list[Any]
     _step_task: asyncio.Task[Any] | None
+    _notice: asyncio.TimerHandle | None
 
     def _write(
         self, *ops: Any, statements: list[Statement] | None = None, events: list[Pending] | None = None
@@ -148,6 +149,8 @@ class PeopleMixin:
 
     async def _request_approval(self, approval: dict[str, Any], shot: dict[str, Any] | None) -> None:
         job_id, attempt = self.job_id, self.attempt
+        if self._notice is not None:
+            self._notice.cancel()  # the step is announced as waiting instead
         row = {**self._row, "status": StepStatus.WAITING.value}
 
         def request(conn: Connection, events: list[Pending]) -> None:

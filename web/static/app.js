@@ -812,7 +812,8 @@
           toast(res.data?.error || "The job could not be run again.", "error");
           return;
         }
-        const body = {};
+        // The status the person saw: if someone else acted first, this action is refused (409).
+        const body = { expected_status: root.dataset.status };
         const comment = role("comment");
         if ((action === "approve" || action === "reject") && comment && comment.value.trim()) body.comment = comment.value.trim();
         const res = await api("POST", `${base}/${action}`, body);
