@@ -61,3 +61,8 @@ async def reconcile(engine: AsyncEngine, pool: ArqRedis, older_than: timedelta =
             await enqueue(pool, row.id, row.attempt, row.priority)
             enqueued += 1
     return enqueued
+
+
+def lease_key(job_id: str) -> str:
+    """Held by the worker running a job (value: its attempt), renewed by a heartbeat."""
+    return f"orch:lease:{job_id}"

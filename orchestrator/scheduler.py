@@ -15,6 +15,7 @@ from orchestrator import jobs, queue
 from orchestrator.config import Settings
 from orchestrator.db.tables import utcnow
 from orchestrator.errors import OrchestratorError
+from orchestrator.reaper import Reaper
 from orchestrator.runbooks.schema import Schedule
 from orchestrator.services import Services
 
@@ -83,6 +84,7 @@ async def run(settings: Settings, tick: float = 1.0) -> None:
     svc = await Services.open(settings)
     since = utcnow()
     reconciled_at = 0.0
+    reaper = Reaper(svc.engine, svc.redis)
     log.info("scheduler started")
     try:
         while True:
@@ -91,6 +93,7 @@ async def run(settings: Settings, tick: float = 1.0) -> None:
             try:
                 await fire_due(svc, since, until)
                 since = until
+                await reaper.sweep()
                 if time.monotonic() - reconciled_at > RECONCILE_EVERY_S:
                     reconciled_at = time.monotonic()
                     if count := await queue.reconcile(svc.engine, svc.redis):

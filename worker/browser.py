@@ -6,6 +6,7 @@ import asyncio
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
 
@@ -59,9 +60,12 @@ class BrowserPool:
                 self.launches += 1
             return self._browser
 
-    async def new_context(self) -> BrowserContext:
+    async def new_context(self, storage_state: Any = None) -> BrowserContext:
+        """A fresh context; a resumed job gets the cookies and storage of its checkpoint."""
         browser = await self._ensure()
-        return await browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 800})
+        return await browser.new_context(
+            accept_downloads=True, viewport={"width": 1280, "height": 800}, storage_state=storage_state
+        )
 
     async def close(self) -> None:
         if self._browser is not None:

@@ -10,6 +10,7 @@ from orchestrator.services import Services
 from worker.actions import Registry
 from worker.browser import BrowserPool
 from worker.committer import Committer
+from worker.lease import Leases
 
 if TYPE_CHECKING:
     from worker.executor import Executor
@@ -38,6 +39,7 @@ class Deps:
     registry: Registry
     committer: Committer
     robot: str
+    leases: Leases
     running: dict[str, Executor] = field(default_factory=dict)
     versions: dict[int, Version] = field(default_factory=dict)
     slots: Slots = field(default_factory=NoSlots)

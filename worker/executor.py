@@ -19,6 +19,7 @@ from orchestrator.db.engine import reading
 from orchestrator.db.tables import utcnow
 from orchestrator.errors import StepError
 from orchestrator.events import Pending
+from orchestrator.reaper import hand_back
 from orchestrator.runbooks.catalog import load_version
 from orchestrator.runbooks.schema import Runbook
 from orchestrator.runbooks.steps import BASE_FIELDS, StepBase
@@ -109,13 +110,25 @@ class Executor(PeopleMixin):
         if claimed is None:
             return
         runbook, job, resume_from = claimed
+        await self.deps.leases.take(self.job_id, self.attempt)
         self.deps.running[self.job_id] = self
         try:
             await self._execute(runbook, job, resume_from)
+        except asyncio.CancelledError:
+            if not self.cancelled:  # the worker is stopping: hand the job to another worker now
+                await self._flush()
+                await hand_back(self.deps.svc.engine, self.deps.svc.redis, self.job_id, self.attempt, job["priority"])
+            raise
         finally:
             self.deps.running.pop(self.job_id, None)
             await self._close_browser()
             self._settle()
+            await self.deps.leases.drop(self.job_id, self.attempt)
+
+    def fenced_out(self) -> None:
+        """A newer attempt of this job runs elsewhere: write nothing more and stop."""
+        self._fence.broken = True
+        self.cancel()
 
     def _settle(self) -> None:
         """Hand the last writes to the committer without holding the worker slot until they commit;
@@ -165,6 +178,8 @@ class Executor(PeopleMixin):
         }
         # The job's time limit bounds each step's, so the step it runs out in ends failed with a reason.
         self._job_deadline = started + runbook.settings.timeout
+        if resume_from > 0:
+            await self._restore(runbook, scope, secrets, resume_from)
         for position, step in enumerate(runbook.steps):
             if position < resume_from:
                 continue
@@ -227,7 +242,8 @@ class Executor(PeopleMixin):
             error=outcome.error,
         )
         self._count(outcome, ctx.retries, step.id)
-        self._record_step(row, ctx, scope, secrets)
+        checkpoint = await self._new_checkpoint(position) if outcome.status is StepStatus.SUCCESS else None
+        self._record_step(row, ctx, checkpoint)
         return outcome
 
     async def _attempts(
@@ -370,9 +386,7 @@ class Executor(PeopleMixin):
         values = {k: v for k, v in row.items() if k not in ("step_id", "name", "action")}
         return UPDATE_STEP, {"b_job": self.job_id, "b_step": row["step_id"], **values}
 
-    def _record_step(
-        self, row: dict[str, Any], ctx: StepContext, scope: dict[str, Any], secrets: frozenset[str]
-    ) -> None:
+    def _record_step(self, row: dict[str, Any], ctx: StepContext, checkpoint: dict[str, Any] | None) -> None:
         shots = [a for a in ctx.artifacts if a["kind"] == "screenshot"]
         shot_url = artifact_url(self.job_id, shots[-1]["id"]) if shots else None
         events = [self._step_event(row, shot_url)]
@@ -394,16 +408,47 @@ class Executor(PeopleMixin):
             for level, message in ctx.logs
         ]
         artifacts = list(ctx.artifacts)
-        # The checkpoint is where the page is; captured values live on the step rows.
-        checkpoint = {"url": self._page_url()} if self._page is not None else self._checkpoint
-        changed = checkpoint != self._checkpoint
-        self._checkpoint = checkpoint
         job_id = self.job_id
-
         statements = [self._update_step(row), *[(INSERT_ARTIFACT, artifact) for artifact in artifacts]]
-        if changed:
+        if checkpoint is not None:
             statements.append((UPDATE_CHECKPOINT, {"b_job": job_id, "checkpoint": checkpoint}))
         self._write(statements=statements, events=events)
+
+    async def _restore(
+        self, runbook: Runbook, scope: dict[str, Any], secrets: frozenset[str], resume_from: int
+    ) -> None:
+        """A resumed run: open the checkpoint's page with its cookies and storage, then re-apply the
+        page-local steps (fill, select, check, uncheck) done there since it was reached."""
+        checkpoint = self._checkpoint or {}
+        if not checkpoint.get("url"):
+            return
+        self._context = await self.deps.browsers.new_context(storage_state=checkpoint.get("storage"))
+        self._page = await self._context.new_page()
+        messages = [f"Attempt {self.attempt} resumes at step {runbook.steps[resume_from - 1].id}'s page."]
+        try:
+            await self._page.goto(checkpoint["url"], timeout=runbook.settings.step_timeout * 1000)
+            for step in runbook.steps[int(checkpoint.get("position", -1)) + 1 : resume_from]:
+                if step.page_local:
+                    ctx = self._context_for(step, scope, secrets)
+                    ctx.deadline = time.monotonic() + runbook.settings.step_timeout
+                    await self.deps.registry.get(step.action)[1](ctx, self._typed(step, scope))
+        except (PlaywrightError, StepError) as exc:
+            messages.append(f"Restoring the page failed: {first_line(exc)}")
+        events = [Pending(self.job_id, "log", {"job_id": self.job_id, "level": "info", "message": m}) for m in messages]
+        self._write(events=events)
+
+    async def _new_checkpoint(self, position: int) -> dict[str, Any] | None:
+        """Where the page is, when it moved: the URL, cookies and storage, and the step it moved at.
+        Captured values live on the step rows. None when nothing changed."""
+        url = self._page_url()
+        if url is None or self._context is None or url == (self._checkpoint or {}).get("url"):
+            return None
+        try:
+            storage = await self._context.storage_state()
+        except PlaywrightError:
+            storage = None
+        self._checkpoint = {**(self._checkpoint or {}), "url": url, "storage": storage, "position": position}
+        return self._checkpoint
 
     def _page_url(self) -> str | None:
         return self._page.url if self._page is not None and not self._page.is_closed() else None

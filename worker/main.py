@@ -17,12 +17,14 @@ from arq.worker import func
 from orchestrator import queue
 from orchestrator.config import Settings
 from orchestrator.jobs import CONTROL_CHANNEL
+from orchestrator.reaper import Reaper
 from orchestrator.services import Services
 from worker.actions import default_registry
 from worker.browser import BrowserPool
 from worker.committer import Committer
 from worker.deps import Deps
 from worker.executor import Executor
+from worker.lease import HEARTBEAT_S, Leases
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +49,18 @@ class OrchestratorWorker(Worker):
         self.ctx["redis"] = self.pool
         if self.on_startup:
             await self.on_startup(self.ctx)
-        listener = asyncio.create_task(self._listen(), name="worker-wake")
+        helpers = [
+            asyncio.create_task(self._listen(), name="worker-wake"),
+            asyncio.create_task(self._keep_leases(), name="worker-leases"),
+        ]
         try:
             await self._loop()
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            for helper in helpers:
+                helper.cancel()
+            for helper in helpers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await helper
 
     async def _loop(self) -> None:
         while True:
@@ -91,6 +98,18 @@ class OrchestratorWorker(Worker):
             except Exception as exc:  # noqa: BLE001 - reconnect after Redis restarts
                 log.warning("worker lost its Redis subscription (%s); reconnecting", exc)
                 await asyncio.sleep(1)
+
+    async def _keep_leases(self) -> None:
+        """Renew the leases of this worker's jobs, and take over jobs whose worker died."""
+        deps: Deps = self.ctx["deps"]
+        reaper = Reaper(deps.svc.engine, deps.svc.redis)
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                await deps.leases.beat(deps.running)
+                await reaper.sweep()
+            except Exception as exc:  # noqa: BLE001 - Redis or the database away: try again next beat
+                log.warning("lease heartbeat failed (%s); retrying", exc)
 
     def _control(self, signal: dict[str, Any]) -> None:
         deps: Deps | None = self.ctx.get("deps")
@@ -132,6 +151,7 @@ def build_worker(
             registry=default_registry(),
             committer=committer,
             robot=robot_name(),
+            leases=Leases(services.redis),
         )
         deps.slots = worker
 

@@ -22,7 +22,14 @@ STEP_FIELDS = ("status", "started_at", "finished_at", "duration_s", "retries", "
 # Statements built once: the committer runs each of them as one executemany per batch.
 UPDATE_STEP = (
     update(t.steps)
-    .where(t.steps.c.job_id == bindparam("b_job"), t.steps.c.step_id == bindparam("b_step"))
+    .where(
+        t.steps.c.job_id == bindparam("b_job"),
+        t.steps.c.step_id == bindparam("b_step"),
+        # fenced: a stale attempt (its job resumed elsewhere) changes nothing
+        t.steps.c.job_id.in_(
+            select(t.jobs.c.id).where(t.jobs.c.id == bindparam("b_job"), t.jobs.c.attempt == bindparam("attempt"))
+        ),
+    )
     .values({name: bindparam(name) for name in STEP_FIELDS})
 )
 INSERT_ARTIFACT = insert(t.artifacts)
@@ -35,12 +42,14 @@ def read_job(conn: Connection, job_id: str) -> tuple[Any, int, dict[str, Any]]:
     if row is None:
         return None, 0, {}
     steps = conn.execute(
-        select(t.steps.c.position, t.steps.c.status, t.steps.c.captured)
+        select(t.steps.c.position, t.steps.c.step_id, t.steps.c.status, t.steps.c.captured)
         .where(t.steps.c.job_id == job_id)
         .order_by(t.steps.c.position)
     ).all()
     done = (StepStatus.SUCCESS.value, StepStatus.SKIPPED.value)
-    position = next((s.position for s in steps if s.status not in done), len(steps))
+    approval = row["approval"] or {}
+    approved = approval.get("step_id") if approval.get("decision") == "approved" else None
+    position = next((s.position for s in steps if s.status not in done and s.step_id != approved), len(steps))
     captured: dict[str, Any] = {}
     for step in steps[:position]:
         captured.update(step.captured or {})

@@ -32,6 +32,8 @@ class StepBase(BaseModel):
 
     #: Whether the action needs the job's browser page.
     browser: ClassVar[bool] = True
+    #: Whether the step only changes the page it is on (re-applied when a resumed job restores that page).
+    page_local: ClassVar[bool] = False
     #: Whether the step waits for a person (no step time limit, no retries, no worker slot held).
     waits_for_person: ClassVar[bool] = False
     #: Fields the executor renders itself, later (not before the step runs).
@@ -64,6 +66,7 @@ class Click(StepBase):
 
 class Fill(StepBase):
     action: Literal["fill"]
+    page_local: ClassVar[bool] = True
     selector: Selector
     value: str | int | float
 
@@ -76,17 +79,20 @@ class Press(StepBase):
 
 class Select(StepBase):
     action: Literal["select"]
+    page_local: ClassVar[bool] = True
     selector: Selector
     value: str | list[str]
 
 
 class Check(StepBase):
     action: Literal["check"]
+    page_local: ClassVar[bool] = True
     selector: Selector
 
 
 class Uncheck(StepBase):
     action: Literal["uncheck"]
+    page_local: ClassVar[bool] = True
     selector: Selector
 
 

@@ -1,0 +1,137 @@
+"""Jobs whose worker died: a running job without a lease goes back to the queue as its next attempt.
+
+Runs in the scheduler and in every worker. A job is taken over only when its lease has been
+missing for a while (one missed heartbeat after a Redis restart is not a death); after
+MAX_LOST lost workers the job fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from arq.connections import ArqRedis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orchestrator import queue
+from orchestrator.db import tables as t
+from orchestrator.db.engine import reading, writing
+from orchestrator.db.tables import utcnow
+from orchestrator.errors import InvalidTransition
+from orchestrator.events import Pending, append, publish
+from orchestrator.states import JobStatus
+from orchestrator.transitions import move
+
+log = logging.getLogger(__name__)
+
+MAX_LOST = 3
+#: A lease missing this long (seconds) means the worker is gone.
+CONFIRM_S = 4.0
+
+
+class Reaper:
+    def __init__(self, engine: AsyncEngine, pool: ArqRedis, grace: timedelta = timedelta(seconds=5)) -> None:
+        self._engine = engine
+        self._pool = pool
+        self._grace = grace
+        self._missing: dict[tuple[str, int], float] = {}
+
+    async def sweep(self) -> int:
+        """Hand back every running job whose lease has been missing for CONFIRM_S; return how many."""
+        query = select(t.jobs.c.id, t.jobs.c.attempt, t.jobs.c.priority, t.jobs.c.checkpoint).where(
+            t.jobs.c.status == JobStatus.RUNNING.value, t.jobs.c.updated_at < utcnow() - self._grace
+        )
+        async with reading(self._engine) as conn:
+            rows = (await conn.execute(query.limit(500))).all()
+        now, seen, taken = time.monotonic(), set(), 0
+        for row in rows:
+            key = (row.id, row.attempt)
+            if await self._pool.exists(queue.lease_key(row.id)):
+                continue
+            seen.add(key)
+            first = self._missing.setdefault(key, now)
+            if now - first >= CONFIRM_S:
+                taken += await self._take_over(row.id, row.attempt, row.priority, row.checkpoint or {})
+        self._missing = {k: v for k, v in self._missing.items() if k in seen}
+        return taken
+
+    async def _take_over(self, job_id: str, attempt: int, priority: str, checkpoint: dict[str, object]) -> int:
+        lost = int(str(checkpoint.get("lost", 0))) + 1
+        events: list[Pending] = []
+        try:
+            async with writing(self._engine) as conn:
+                if lost >= MAX_LOST:
+                    message = f"The worker running this job was lost {lost} times."
+                    await move(
+                        conn,
+                        job_id,
+                        JobStatus.FAILED,
+                        expected={JobStatus.RUNNING},
+                        attempt=attempt,
+                        values={"error_message": message, "summary": message, "finished_at": utcnow()},
+                        events=events,
+                    )
+                else:
+                    await move(
+                        conn,
+                        job_id,
+                        JobStatus.QUEUED,
+                        expected={JobStatus.RUNNING},
+                        attempt=attempt,
+                        values={"attempt": attempt + 1, "checkpoint": {**checkpoint, "lost": lost}},
+                        events=events,
+                    )
+                    events.append(
+                        Pending(
+                            job_id,
+                            "log",
+                            {
+                                "job_id": job_id,
+                                "level": "warning",
+                                "message": f"The worker of attempt {attempt} was lost; attempt {attempt + 1} resumes.",
+                            },
+                        )
+                    )
+                await append(conn, events)
+        except InvalidTransition:
+            return 0  # it moved meanwhile: someone else took it over or it ended
+        log.warning("job %s: worker lost (attempt %d)", job_id, attempt)
+        if lost < MAX_LOST:
+            await queue.enqueue(self._pool, job_id, attempt + 1, priority)
+        await publish(self._pool, [job_id])
+        return 1
+
+
+async def hand_back(engine: AsyncEngine, pool: ArqRedis, job_id: str, attempt: int, priority: str) -> bool:
+    """A worker that stops hands its running job back as the next attempt (no lost worker counted)."""
+    events: list[Pending] = []
+    try:
+        async with writing(engine) as conn:
+            await move(
+                conn,
+                job_id,
+                JobStatus.QUEUED,
+                expected={JobStatus.RUNNING},
+                attempt=attempt,
+                values={"attempt": attempt + 1},
+                events=events,
+            )
+            events.append(
+                Pending(
+                    job_id,
+                    "log",
+                    {
+                        "job_id": job_id,
+                        "level": "info",
+                        "message": f"The worker stopped; attempt {attempt + 1} resumes on another worker.",
+                    },
+                )
+            )
+            await append(conn, events)
+    except InvalidTransition:
+        return False
+    await queue.enqueue(pool, job_id, attempt + 1, priority)
+    await publish(pool, [job_id])
+    return True

@@ -1,0 +1,112 @@
+"""Workers die and stop: a job survives a SIGKILLed worker (browser and all) and a SIGTERMed one.
+
+The workers are real `orchestrator worker` processes sharing the test's Redis and SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from orchestrator import jobs
+from tests.integration.conftest import Env, step
+
+RUNBOOK = """
+name: survivor
+steps:
+  - {id: open, action: goto, url: "{{ server.url }}/form.html"}
+  - {id: type-name, action: fill, selector: "#name", value: Initech}
+  - {id: long, action: sleep, seconds: 4}
+  - {id: read-name, action: extract, selector: "#name", save_as: name}
+  - {id: count, action: set, values: {n: 1}}
+outputs:
+  name: "{{ captured.name }}"
+"""
+
+
+@contextmanager
+def worker_process(env: Env) -> Iterator[subprocess.Popen[bytes]]:
+    s = env.settings
+    environ = dict(
+        os.environ,
+        ORCH_DATA_DIR=str(s.data_dir),
+        ORCH_DATABASE_URL=s.database_url,
+        ORCH_REDIS_URL=s.redis or "",
+        ORCH_RUNBOOKS_DIR=str(s.runbooks_dir),
+        ORCH_SECRET_KEY=s.secret_key,
+        ORCH_PUBLIC_URL=s.public_url,
+        ORCH_BROWSER_PATH=s.browser_path or "",
+        ORCH_WORKER_CONCURRENCY="2",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "worker"],
+        env=environ,
+        start_new_session=True,  # its own process group: SIGKILL takes its Chromium with it
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+async def step_running(env: Env, job_id: str, step_id: str) -> None:
+    async with asyncio.timeout(60):
+        while step((await jobs.get(env.svc, job_id)), step_id)["status"] != "running":
+            await asyncio.sleep(0.05)
+
+
+async def finished(env: Env, job_id: str, seconds: float = 90) -> dict[str, Any]:
+    async with asyncio.timeout(seconds):  # a guard against hangs, not a speed check
+        while True:
+            job = await jobs.get(env.svc, job_id)
+            if job["status"] in ("completed", "failed", "cancelled") and job["metrics"]["duration_s"] is not None:
+                return job
+            await asyncio.sleep(0.2)
+
+
+async def test_a_killed_workers_job_resumes_on_another_worker_where_it_stopped(env: Env) -> None:
+    job = await env.create(env.write(RUNBOOK))
+    with worker_process(env) as first:
+        await step_running(env, job["id"], "long")
+        os.killpg(first.pid, signal.SIGKILL)  # the worker and its Chromium, mid-step
+        first.wait()
+    with worker_process(env):
+        done = await finished(env, job["id"])
+    assert done["status"] == "completed", done["error"]
+    assert done["attempt"] == 2
+    assert done["outputs"] == {"name": "Initech"}  # the page was restored and the form refilled
+    # steps that had succeeded were not run again; the interrupted one and the rest ran in attempt 2
+    assert [(s["id"], s["attempt"]) for s in done["steps"]] == [
+        ("open", 1),
+        ("type-name", 1),
+        ("long", 2),
+        ("read-name", 2),
+        ("count", 2),
+    ]
+    assert all(s["status"] == "success" for s in done["steps"])
+
+
+async def test_sigterm_hands_running_jobs_back_at_once(env: Env) -> None:
+    job = await env.create(env.write(RUNBOOK))
+    with worker_process(env) as first:
+        await step_running(env, job["id"], "long")
+        first.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(first.wait, 15) == 0
+        handed = await jobs.get(env.svc, job["id"])
+        assert handed["status"] == "queued"
+        assert handed["attempt"] == 2
+    with worker_process(env):
+        done = await finished(env, job["id"])
+    assert done["status"] == "completed", done["error"]
+    assert done["outputs"] == {"name": "Initech"}
+    assert step(done, "open")["attempt"] == 1
