@@ -162,6 +162,37 @@ def _print_event(row: Any) -> None:
         print(f"result  {data['status']}: {data['summary']}")
 
 
+def cmd_act(args: argparse.Namespace) -> int:
+    return asyncio.run(_act(args.command, args.job_id, args.comment))
+
+
+async def _act(action_name: str, job_id: str, comment: str | None) -> int:
+    from orchestrator import jobs
+    from orchestrator.errors import OrchestratorError
+    from orchestrator.services import Services
+    from orchestrator.states import Action
+
+    svc = await Services.open(_settings())
+    try:
+        job = await jobs.act(svc, job_id, Action(action_name), actor=f"cli:{_user()}", comment=comment)
+    except OrchestratorError as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
+    finally:
+        await svc.close()
+    print(f"job {job['id']} {job['status']}")
+    return 0
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
 def cmd_not_yet(args: argparse.Namespace) -> int:
     print("users and tokens come with authentication, which this version does not have yet.", file=sys.stderr)
     return 2
@@ -187,6 +218,11 @@ def parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database commands")
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="create or migrate the database").set_defaults(func=cmd_db)
+    for name in ("approve", "reject", "pause", "resume", "cancel"):
+        act = sub.add_parser(name, help=f"{name} a job")
+        act.add_argument("job_id")
+        act.add_argument("--comment", default=None)
+        act.set_defaults(func=cmd_act)
     for name in ("users", "tokens"):
         extra = sub.add_parser(name, help=f"manage {name}")
         extra.add_argument("rest", nargs=argparse.REMAINDER)

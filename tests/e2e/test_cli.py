@@ -73,3 +73,15 @@ def test_run_with_a_bad_input_names_it_and_exits_2(dev_with_redis: DevApp) -> No
     result = orchestrator("run", "demo-status", "--input", "settle_seconds=-1", env=dev_with_redis.env)
     assert result.returncode == 2
     assert "settle_seconds" in result.stderr
+
+
+def test_cancel_from_the_command_line_and_a_second_cancel_is_refused(dev_with_redis: DevApp) -> None:
+    created = orchestrator("run", "demo-status", "--input", "settle_seconds=30", env=dev_with_redis.env)
+    job_id = re.search(r"^job (\w+) ", created.stdout, re.MULTILINE)
+    assert job_id, created.stdout + created.stderr
+    first = orchestrator("cancel", job_id[1], "--comment", "not today", env=dev_with_redis.env)
+    assert first.returncode == 0, first.stderr
+    assert f"job {job_id[1]} cancelled" in first.stdout
+    again = orchestrator("cancel", job_id[1], env=dev_with_redis.env)
+    assert again.returncode == 1
+    assert "it is cancelled" in again.stderr
