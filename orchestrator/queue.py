@@ -45,7 +45,7 @@ async def enqueue(
     await pool.publish(WAKE_CHANNEL, job_id)
 
 
-async def reconcile(engine: AsyncEngine, pool: ArqRedis, older_than: timedelta = timedelta(seconds=30)) -> int:
+async def reconcile(engine: AsyncEngine, pool: ArqRedis, older_than: timedelta = timedelta(seconds=5)) -> int:
     """Enqueue again every queued job the database has and Redis does not (Redis was flushed or down
     when the job was created). arq ignores a job id it already holds, so this never runs a job twice."""
     cutoff = utcnow() - older_than

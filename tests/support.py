@@ -20,6 +20,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from orchestrator.dev import redis_binary
+
 # The Chromium `make test` found or installed: ORCH_BROWSER_PATH, the system's, else None (Playwright's own).
 CHROMIUM = os.environ.get("ORCH_BROWSER_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
 SITE_DIR = Path(__file__).parent / "site"
@@ -61,7 +63,7 @@ def redis_server(directory: Path) -> Iterator[str]:
     directory.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [
-            "redis-server",
+            redis_binary(),
             "--port",
             str(port),
             "--bind",

@@ -103,11 +103,15 @@ class OrchestratorWorker(Worker):
         """Renew the leases of this worker's jobs, and take over jobs whose worker died."""
         deps: Deps = self.ctx["deps"]
         reaper = Reaper(deps.svc.engine, deps.svc.redis)
+        beats = 0
         while True:
             await asyncio.sleep(HEARTBEAT_S)
+            beats += 1
             try:
                 await deps.leases.beat(deps.running)
                 await reaper.sweep()
+                if beats % 3 == 0:  # queued jobs Redis lost (flushed, restarted, down at creation)
+                    await queue.reconcile(deps.svc.engine, deps.svc.redis)
             except Exception as exc:  # noqa: BLE001 - Redis or the database away: try again next beat
                 log.warning("lease heartbeat failed (%s); retrying", exc)
 

@@ -12,10 +12,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from orchestrator import jobs
+from orchestrator.dev import redis_binary
+from orchestrator.services import Services
 from tests.integration.conftest import Env, step
+from tests.support import free_port, stop_process, wait_for_port
 
 RUNBOOK = """
 name: survivor
@@ -110,3 +114,57 @@ async def test_sigterm_hands_running_jobs_back_at_once(env: Env) -> None:
     assert done["status"] == "completed", done["error"]
     assert done["outputs"] == {"name": "Initech"}
     assert step(done, "open")["attempt"] == 1
+
+
+def start_redis(port: int) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    wait_for_port(port, process)
+    return process
+
+
+async def test_a_redis_restart_loses_no_job(env: Env) -> None:
+    """Redis restarts empty under a running job, and a job is created while it is down."""
+    port = free_port()
+    redis = start_redis(port)
+    env = replace(env, settings=replace(env.settings, redis_url=f"redis://127.0.0.1:{port}/0"))
+    svc = await Services.open(env.settings)
+    env = replace(env, svc=svc)
+    try:
+        running = await env.create(env.write(RUNBOOK))
+        with worker_process(env):
+            await step_running(env, running["id"], "long")
+            stop_process(redis)
+            created_while_down = await env.create("survivor")  # stored; enqueued once Redis is back
+            redis = start_redis(port)
+            first = await finished(env, running["id"])
+            second = await finished(env, created_while_down["id"])
+    finally:
+        await svc.close()
+        stop_process(redis)
+    assert first["status"] == "completed", first["error"]
+    assert second["status"] == "completed", second["error"]
+    assert second["outputs"] == {"name": "Initech"}
+
+
+async def test_twenty_killed_workers_lose_no_job_and_repeat_no_finished_step(env: Env) -> None:
+    env.write(RUNBOOK)
+    created = []
+    for _ in range(20):
+        job = await env.create("survivor")
+        created.append(job["id"])
+        with worker_process(env) as doomed:
+            await step_running(env, job["id"], "long")
+            os.killpg(doomed.pid, signal.SIGKILL)
+            doomed.wait()
+    with worker_process(env):
+        done = [await finished(env, job_id, seconds=240) for job_id in created]
+    assert [job["status"] for job in done] == ["completed"] * 20
+    for job in done:
+        assert job["attempt"] == 2
+        assert step(job, "open")["attempt"] == 1 and step(job, "type-name")["attempt"] == 1
+        assert job["outputs"] == {"name": "Initech"}
+    running = await jobs.list_jobs(env.svc, jobs.JobFilter(status=["running", "queued"]))
+    assert running["total"] == 0
