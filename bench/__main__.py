@@ -19,6 +19,7 @@ from arq import Worker
 from arq.connections import create_pool
 from sqlalchemy import select
 
+from bench import control
 from bench.harness import flush_redis, percentile, redis_server, services, static_site, worker_env, workspace
 from orchestrator import jobs, queue
 from orchestrator.db import tables as t
@@ -220,6 +221,7 @@ async def main() -> None:
             bare = min([await bare_playwright(url, path) for _ in range(3)])
             plain = min([await browser_job(redis_url, url, False) for _ in range(3)])
             shots = min([await browser_job(redis_url, url, True) for _ in range(3)])
+            steering = await control.run(redis_url, url)
         rows.append(
             (
                 "20-step browser runbook, no screenshots (incl. browser start)",
@@ -236,6 +238,7 @@ async def main() -> None:
                 f"{shots / bare:.2f} x (screenshots cost extra)",
             )
         )
+    rows += steering
     table = ["| benchmark | orchestrator | baseline | ratio / target |", "|---|---|---|---|"]
     table += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, SQLite"

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 MAX_LOST = 3
 #: A lease missing this long (seconds) means the worker is gone.
-CONFIRM_S = 4.0
+CONFIRM_S = 2.0
 
 
 class Reaper:

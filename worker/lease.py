@@ -13,7 +13,7 @@ from orchestrator import queue
 if TYPE_CHECKING:
     from worker.executor import Executor
 
-TTL_MS = 6000
+TTL_MS = 5000
 HEARTBEAT_S = 2.0
 
 

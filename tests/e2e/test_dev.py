@@ -123,6 +123,31 @@ async def test_the_job_page_follows_a_running_job_live_without_console_errors(de
         await context.close()
 
 
+async def test_an_approver_approves_on_the_job_page_and_the_order_is_placed(dev: DevApp, browser: Browser) -> None:
+    context = await browser.new_context()
+    try:
+        page = await context.new_page()
+        async with httpx.AsyncClient(base_url=dev.url, timeout=30) as http:
+            created = await http.post("/api/v1/runbooks/demo-approval/jobs", json={})
+            assert created.status_code == 201, created.text
+            job_id = created.json()["id"]
+        await page.goto(f"{dev.url}/jobs/{job_id}")
+        approve = page.get_by_role("button", name="Approve", exact=True)
+        await expect(approve).to_be_visible(timeout=60_000)
+        await expect(page.get_by_role("button", name="Reject", exact=True)).to_be_visible()
+        await expect(page.get_by_text("Order 12 items from Initech for 4800 EUR?").first).to_be_visible()
+        await approve.click()
+        badge = page.locator("[data-role=status-badge]")
+        await expect(badge).to_have_text("completed", timeout=60_000)
+        await expect(approve).to_have_count(0)
+        async with httpx.AsyncClient(base_url=dev.url, timeout=30) as http:
+            job = (await http.get(f"/api/v1/jobs/{job_id}")).json()
+        assert job["outputs"]["order_number"].startswith("ACME-")  # submitted on the page filled before
+        assert [(a["action"], a["outcome"]) for a in job["audit"]] == [("approve", "ok")]
+    finally:
+        await context.close()
+
+
 def test_ctrl_c_stops_the_dev_process_and_its_embedded_redis(dev: DevApp) -> None:
     before = children(dev.process.pid)
     redis = [pid for pid, name in before.items() if name.startswith("redis-server")]
