@@ -18,6 +18,7 @@ from typing import Any
 from orchestrator import jobs
 from orchestrator.dev import redis_binary
 from orchestrator.services import Services
+from orchestrator.states import Action
 from tests.integration.conftest import Env, step
 from tests.support import free_port, stop_process, wait_for_port
 
@@ -168,3 +169,33 @@ async def test_twenty_killed_workers_lose_no_job_and_repeat_no_finished_step(env
         assert job["outputs"] == {"name": "Initech"}
     running = await jobs.list_jobs(env.svc, jobs.JobFilter(status=["running", "queued"]))
     assert running["total"] == 0
+
+
+APPROVAL = """
+name: approve-after-death
+steps:
+  - {id: open, action: goto, url: "{{ server.url }}/form.html"}
+  - {id: type-name, action: fill, selector: "#name", value: Initech}
+  - {id: ask, action: approval, message: "Go on?"}
+  - {id: read-name, action: extract, selector: "#name", save_as: name}
+outputs:
+  name: "{{ captured.name }}"
+"""
+
+
+async def test_a_job_waiting_for_approval_whose_worker_died_is_approved_and_resumes_elsewhere(env: Env) -> None:
+    job = await env.create(env.write(APPROVAL))
+    with worker_process(env) as first:
+        async with asyncio.timeout(60):
+            while (await jobs.get(env.svc, job["id"]))["status"] != "waiting_for_approval":
+                await asyncio.sleep(0.1)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    await jobs.act(env.svc, job["id"], Action.APPROVE, "grace", "still fine")
+    with worker_process(env):
+        done = await finished(env, job["id"])
+    assert done["status"] == "completed", done["error"]
+    assert done["attempt"] == 2
+    assert done["outputs"] == {"name": "Initech"}  # the page and its form were restored
+    assert step(done, "read-name")["attempt"] == 2
+    assert done["approval"]["decision"] == "approved"
