@@ -550,6 +550,7 @@
         { class: "step-meta" },
         el("span", { dataset: { field: "duration" } }, formatDuration(step.duration_s)),
         retries ? el("span", { class: "step-retries" }, `${retries} ${retries === 1 ? "retry" : "retries"}`) : null,
+        Number(step.attempt || 1) > 1 ? el("span", { class: "step-retries" }, `attempt ${step.attempt}`) : null,
       );
       const head = el(
         "div",
