@@ -59,79 +59,47 @@ class Reaper:
 
     async def _take_over(self, job_id: str, attempt: int, priority: str, checkpoint: dict[str, object]) -> int:
         lost = int(str(checkpoint.get("lost", 0))) + 1
-        events: list[Pending] = []
-        try:
-            async with writing(self._engine) as conn:
-                if lost >= MAX_LOST:
-                    message = f"The worker running this job was lost {lost} times."
-                    await move(
-                        conn,
-                        job_id,
-                        JobStatus.FAILED,
-                        expected={JobStatus.RUNNING},
-                        attempt=attempt,
-                        values={"error_message": message, "summary": message, "finished_at": utcnow()},
-                        events=events,
-                    )
-                else:
-                    await move(
-                        conn,
-                        job_id,
-                        JobStatus.QUEUED,
-                        expected={JobStatus.RUNNING},
-                        attempt=attempt,
-                        values={"attempt": attempt + 1, "checkpoint": {**checkpoint, "lost": lost}},
-                        events=events,
-                    )
-                    events.append(
-                        Pending(
-                            job_id,
-                            "log",
-                            {
-                                "job_id": job_id,
-                                "level": "warning",
-                                "message": f"The worker of attempt {attempt} was lost; attempt {attempt + 1} resumes.",
-                            },
-                        )
-                    )
-                await append(conn, events)
-        except InvalidTransition:
-            return 0  # it moved meanwhile: someone else took it over or it ended
-        log.warning("job %s: worker lost (attempt %d)", job_id, attempt)
-        if lost < MAX_LOST:
-            await queue.enqueue(self._pool, job_id, attempt + 1, priority)
-        await publish(self._pool, [job_id])
-        return 1
+        if lost >= MAX_LOST:
+            message = f"The worker running this job was lost {lost} times."
+            values = {"error_message": message, "summary": message, "finished_at": utcnow()}
+            done = await _move_on(self._engine, self._pool, job_id, attempt, JobStatus.FAILED, values, message)
+        else:
+            values = {"attempt": attempt + 1, "checkpoint": {**checkpoint, "lost": lost}}
+            message = f"The worker of attempt {attempt} was lost; attempt {attempt + 1} resumes."
+            done = await _move_on(self._engine, self._pool, job_id, attempt, JobStatus.QUEUED, values, message)
+            if done:
+                await queue.enqueue(self._pool, job_id, attempt + 1, priority)
+        if done:
+            log.warning("job %s: worker lost (attempt %d)", job_id, attempt)
+        return int(done)
 
 
 async def hand_back(engine: AsyncEngine, pool: ArqRedis, job_id: str, attempt: int, priority: str) -> bool:
     """A worker that stops hands its running job back as the next attempt (no lost worker counted)."""
+    message = f"The worker stopped; attempt {attempt + 1} resumes on another worker."
+    if not await _move_on(engine, pool, job_id, attempt, JobStatus.QUEUED, {"attempt": attempt + 1}, message):
+        return False
+    await queue.enqueue(pool, job_id, attempt + 1, priority)
+    return True
+
+
+async def _move_on(
+    engine: AsyncEngine,
+    pool: ArqRedis,
+    job_id: str,
+    attempt: int,
+    to: JobStatus,
+    values: dict[str, object],
+    message: str,
+) -> bool:
+    """Move a running job of this attempt on, with a log event saying why; False if it moved meanwhile."""
     events: list[Pending] = []
     try:
         async with writing(engine) as conn:
-            await move(
-                conn,
-                job_id,
-                JobStatus.QUEUED,
-                expected={JobStatus.RUNNING},
-                attempt=attempt,
-                values={"attempt": attempt + 1},
-                events=events,
-            )
-            events.append(
-                Pending(
-                    job_id,
-                    "log",
-                    {
-                        "job_id": job_id,
-                        "level": "info",
-                        "message": f"The worker stopped; attempt {attempt + 1} resumes on another worker.",
-                    },
-                )
-            )
+            await move(conn, job_id, to, expected={JobStatus.RUNNING}, attempt=attempt, values=values, events=events)
+            events.append(Pending(job_id, "log", {"job_id": job_id, "level": "warning", "message": message}))
             await append(conn, events)
     except InvalidTransition:
-        return False
-    await queue.enqueue(pool, job_id, attempt + 1, priority)
+        return False  # someone else took it over, or it ended
     await publish(pool, [job_id])
     return True
