@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import Connection, Engine, Executable
+from sqlalchemy import Connection, Engine, Executable, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from orchestrator.db import tables as t
 from orchestrator.db.engine import create_sqlite_sync_engine, reading, writing
 from orchestrator.errors import InvalidTransition
 from orchestrator.events import Pending, append_sync, publish
@@ -35,8 +36,10 @@ Statement = tuple[Executable, dict[str, Any]]
 @dataclass
 class Fence:
     """Shared by the writes of one job run: once a write is refused (the job was cancelled or taken
-    over before the run's claim committed), every later write of that run is skipped."""
+    over before the run's claim committed), or the job has a newer attempt than the run's (the run
+    was taken over while its worker was stalled), every later write of that run is skipped."""
 
+    attempt: int | None = None
     broken: bool = False
 
 
@@ -169,6 +172,7 @@ class Committer:
 def _apply_batch(conn: Connection, batch: list[Write]) -> list[Any]:
     """Functions first, in order; then each prepared statement once for all its parameter sets
     (a job's statements keep their order); then every event in one insert."""
+    _fence_stale(conn, batch)
     applied = {id(write): write.apply(conn) for write in batch if not write.skipped}
     live = [write for write in batch if not write.skipped]
     groups: dict[int, tuple[Executable, list[dict[str, Any]]]] = {}
@@ -179,6 +183,18 @@ def _apply_batch(conn: Connection, batch: list[Write]) -> list[Any]:
         conn.execute(statement, param_sets)
     append_sync(conn, [event for write in live for event in applied[id(write)][1]])
     return [applied[id(write)][0] if id(write) in applied else None for write in batch]
+
+
+def _fence_stale(conn: Connection, batch: list[Write]) -> None:
+    """Break the fence of every run whose job has moved on to a newer attempt (one query per batch)."""
+    fenced = {w.job_id: w.fence for w in batch if w.fence is not None and w.fence.attempt is not None}
+    if not fenced:
+        return
+    rows = conn.execute(select(t.jobs.c.id, t.jobs.c.attempt).where(t.jobs.c.id.in_(list(fenced)))).all()
+    for row in rows:
+        fence = fenced[row.id]
+        if fence is not None and fence.attempt is not None and row.attempt > fence.attempt:
+            fence.broken = True
 
 
 def _apply_all(engine: Engine, batch: list[Write]) -> list[Any]:

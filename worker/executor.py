@@ -80,7 +80,7 @@ class Executor(PeopleMixin):
         self._pending: list[asyncio.Future[Any]] = []
         self._step_task: asyncio.Task[Any] | None = None
         self._checkpoint: dict[str, Any] | None = None
-        self._fence = Fence()
+        self._fence = Fence(attempt)
         self._job_deadline = float("inf")
         self._news = asyncio.Event()
         self._pause_requested = False
@@ -184,7 +184,7 @@ class Executor(PeopleMixin):
             if position < resume_from:
                 continue
             await self._honour_pause()
-            if self.cancelled:
+            if self.cancelled or self._fence.broken:
                 break
             if time.monotonic() >= self._job_deadline:
                 message = f"The job ran longer than its time limit of {runbook.settings.timeout:g} s."

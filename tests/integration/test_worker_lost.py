@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from orchestrator import jobs
+from orchestrator import events, jobs
+from orchestrator.db.engine import reading
 from orchestrator.dev import redis_binary
 from orchestrator.services import Services
 from orchestrator.states import Action
@@ -199,3 +200,24 @@ async def test_a_job_waiting_for_approval_whose_worker_died_is_approved_and_resu
     assert done["outputs"] == {"name": "Initech"}  # the page and its form were restored
     assert step(done, "read-name")["attempt"] == 2
     assert done["approval"]["decision"] == "approved"
+
+
+async def test_a_stalled_worker_that_comes_back_is_fenced_and_writes_nothing(env: Env) -> None:
+    job = await env.create(env.write(RUNBOOK))
+    with worker_process(env) as stalled:
+        await step_running(env, job["id"], "long")
+        os.killpg(stalled.pid, signal.SIGSTOP)  # frozen mid-step, browser and all: its lease runs out
+        with worker_process(env):
+            done = await finished(env, job["id"])
+        os.killpg(stalled.pid, signal.SIGCONT)  # it wakes up believing it still runs attempt 1
+        await asyncio.sleep(6)  # the rest of its sleep step, and more
+        after = await jobs.get(env.svc, job["id"])
+    assert done["status"] == "completed" and done["attempt"] == 2
+    assert after["status"] == "completed" and after["attempt"] == 2
+    assert [(s["id"], s["attempt"], s["status"]) for s in after["steps"]] == [
+        (s["id"], s["attempt"], s["status"]) for s in done["steps"]
+    ]
+    async with reading(env.svc.engine) as conn:
+        stream = await events.read_after(conn, 0, job["id"])
+    assert stream[-1].type == "report"  # nothing was written after the run that finished
+    assert [e.type for e in stream].count("report") == 1
