@@ -461,6 +461,19 @@
         if (approval.step_id) append(meta, ["Step ", el("code", {}, approval.step_id)]);
         if (approval.requested_at) append(meta, [" · requested ", timeEl(approval.requested_at)]);
       }
+      const link = role("approval-shot-link");
+      const shot = role("approval-shot");
+      if (link && shot && approval.screenshot_url) {
+        link.href = approval.screenshot_url;
+        shot.src = approval.screenshot_url;
+        link.hidden = false;
+      }
+      const box = role("approval-captured-box");
+      const captured = role("approval-captured");
+      if (box && captured && isObject(approval.captured) && Object.keys(approval.captured).length) {
+        captured.textContent = JSON.stringify(approval.captured, null, 2);
+        box.hidden = false;
+      }
       if (status === "waiting_for_approval" || root.dataset.status === "waiting_for_approval") {
         const panel = role("approval-panel");
         if (panel) panel.hidden = false;
