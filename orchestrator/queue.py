@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import in_progress_key_prefix, job_key_prefix
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.db import tables as t
-from orchestrator.db.engine import reading
+from orchestrator.db.engine import reading, writing
 from orchestrator.db.tables import utcnow
 
 FUNCTION = "run_job"
@@ -46,21 +46,44 @@ async def enqueue(
 
 
 async def reconcile(engine: AsyncEngine, pool: ArqRedis, older_than: timedelta = timedelta(seconds=5)) -> int:
-    """Enqueue again every queued job the database has and Redis does not (Redis was flushed or down
-    when the job was created). arq ignores a job id it already holds, so this never runs a job twice."""
+    """Enqueue again every queued job Redis does not hold (flushed, or down when the job was created),
+    and every queued job a worker took from the queue but died before claiming (arq's in-progress
+    mark stays, no lease was ever taken): that one goes on as its next attempt. arq ignores a job id
+    it already holds, so this never runs a job twice."""
     cutoff = utcnow() - older_than
-    query = select(t.jobs.c.id, t.jobs.c.attempt, t.jobs.c.priority).where(
+    query = select(t.jobs.c.id, t.jobs.c.attempt, t.jobs.c.priority, t.jobs.c.updated_at).where(
         t.jobs.c.status == "queued", t.jobs.c.updated_at < cutoff
     )
     async with reading(engine) as conn:
         rows = (await conn.execute(query.limit(1000))).all()
     enqueued = 0
     for row in rows:
-        key = f"{job_key_prefix}{arq_job_id(row.id, row.attempt)}"
-        if not await pool.exists(key, in_progress_key_prefix + arq_job_id(row.id, row.attempt)):
+        arq_id = arq_job_id(row.id, row.attempt)
+        queued, taken = await pool.exists(job_key_prefix + arq_id), await pool.exists(in_progress_key_prefix + arq_id)
+        if not queued and not taken:
             await enqueue(pool, row.id, row.attempt, row.priority)
             enqueued += 1
+        elif taken and not await pool.exists(lease_key(row.id)) and _aware(row.updated_at) < cutoff - older_than:
+            enqueued += await _retake(engine, pool, row.id, row.attempt, row.priority)
     return enqueued
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+async def _retake(engine: AsyncEngine, pool: ArqRedis, job_id: str, attempt: int, priority: str) -> int:
+    """The worker that took this queued job died before it claimed it: queue the next attempt."""
+    async with writing(engine) as conn:
+        moved = await conn.execute(
+            update(t.jobs)
+            .where(t.jobs.c.id == job_id, t.jobs.c.status == "queued", t.jobs.c.attempt == attempt)
+            .values(attempt=attempt + 1, updated_at=utcnow())
+        )
+    if moved.rowcount != 1:
+        return 0
+    await enqueue(pool, job_id, attempt + 1, priority)
+    return 1
 
 
 def lease_key(job_id: str) -> str:

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+from arq.constants import in_progress_key_prefix
+
 from orchestrator import events, jobs
 from orchestrator.db.engine import reading
 from orchestrator.dev import redis_binary
@@ -107,7 +109,7 @@ async def test_sigterm_hands_running_jobs_back_at_once(env: Env) -> None:
     with worker_process(env) as first:
         await step_running(env, job["id"], "long")
         first.send_signal(signal.SIGTERM)
-        assert await asyncio.to_thread(first.wait, 15) == 0
+        assert await asyncio.to_thread(first.wait, 10) == 0  # within 10 s
         handed = await jobs.get(env.svc, job["id"])
         assert handed["status"] == "queued"
         assert handed["attempt"] == 2
@@ -221,3 +223,38 @@ async def test_a_stalled_worker_that_comes_back_is_fenced_and_writes_nothing(env
         stream = await events.read_after(conn, 0, job["id"])
     assert stream[-1].type == "report"  # nothing was written after the run that finished
     assert [e.type for e in stream].count("report") == 1
+
+
+async def test_a_job_whose_worker_is_lost_three_times_fails_saying_so(env: Env) -> None:
+    job = await env.create(env.write(RUNBOOK))
+    for attempt in (1, 2, 3):
+        with worker_process(env) as doomed:
+            current = await jobs.get(env.svc, job["id"])
+            try:
+                async with asyncio.timeout(60):
+                    while not (
+                        step(current, "long")["attempt"] == attempt and step(current, "long")["status"] == "running"
+                    ):
+                        await asyncio.sleep(0.05)
+                        current = await jobs.get(env.svc, job["id"])
+            except TimeoutError:
+                raise AssertionError(f"attempt {attempt} never ran: {current}") from None
+            os.killpg(doomed.pid, signal.SIGKILL)
+            doomed.wait()
+    with worker_process(env):  # its reaper finds the third loss
+        async with asyncio.timeout(60):
+            while (failed := await jobs.get(env.svc, job["id"]))["status"] != "failed":
+                await asyncio.sleep(0.2)
+    assert "lost 3 times" in failed["error"]["message"]
+    assert failed["attempt"] == 3
+
+
+async def test_a_job_taken_from_the_queue_by_a_worker_that_died_before_claiming_it_still_runs(env: Env) -> None:
+    job = await env.create(env.write(RUNBOOK))
+    # What Redis holds when a worker took the job from arq's queue and died before its claim:
+    # arq's in-progress mark (kept for arq's job timeout) and no lease.
+    await env.svc.redis.set(f"{in_progress_key_prefix}{job['id']}:1", b"1", px=3_600_000)
+    with worker_process(env):
+        done = await finished(env, job["id"])
+    assert done["status"] == "completed", done["error"]
+    assert done["attempt"] == 2
