@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy import ColumnElement, and_, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 
@@ -273,7 +274,10 @@ async def act(
             status=status.value,
             allowed_actions=allowed,
         ) from None
-    await svc.redis.publish(CONTROL_CHANNEL, json.dumps({"job_id": job_id, "action": action.value}))
+    try:  # the worker also polls the status, so a lost signal only delays it
+        await svc.redis.publish(CONTROL_CHANNEL, json.dumps({"job_id": job_id, "action": action.value}))
+    except (RedisError, OSError) as exc:
+        log.warning("job %s: %s recorded, but the worker could not be signalled (%s)", job_id, action.value, exc)
     await publish(svc.redis, [job_id])
     return await get(svc, job_id)
 

@@ -12,6 +12,7 @@ import time
 from datetime import timedelta
 
 from arq.connections import ArqRedis
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -79,7 +80,10 @@ async def hand_back(engine: AsyncEngine, pool: ArqRedis, job_id: str, attempt: i
     message = f"The worker stopped; attempt {attempt + 1} resumes on another worker."
     if not await _move_on(engine, pool, job_id, attempt, JobStatus.QUEUED, {"attempt": attempt + 1}, message):
         return False
-    await queue.enqueue(pool, job_id, attempt + 1, priority)
+    try:
+        await queue.enqueue(pool, job_id, attempt + 1, priority)
+    except (RedisError, OSError) as exc:  # queued in the database: the reconciler enqueues it later
+        log.warning("job %s handed back but not enqueued (%s)", job_id, exc)
     return True
 
 

@@ -4,9 +4,11 @@ the lease was fenced out (its job resumed elsewhere) and stops that run."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from orchestrator import queue
 
@@ -22,12 +24,15 @@ class Leases:
         self._redis = redis
 
     async def take(self, job_id: str, attempt: int) -> None:
-        await self._redis.set(queue.lease_key(job_id), attempt, px=TTL_MS)
+        """Best effort: with Redis away the heartbeat takes it as soon as Redis is back."""
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.set(queue.lease_key(job_id), attempt, px=TTL_MS)
 
     async def drop(self, job_id: str, attempt: int) -> None:
         key = queue.lease_key(job_id)
-        if (await self._redis.get(key)) in (str(attempt).encode(), None):
-            await self._redis.delete(key)
+        with contextlib.suppress(RedisError, OSError):
+            if (await self._redis.get(key)) in (str(attempt).encode(), None):
+                await self._redis.delete(key)
 
     async def beat(self, running: dict[str, Executor]) -> None:
         executors = list(running.values())

@@ -13,6 +13,7 @@ from typing import Any
 from arq import Worker
 from arq.connections import create_pool
 from arq.worker import func
+from redis.exceptions import RedisError
 
 from orchestrator import queue
 from orchestrator.config import Settings
@@ -65,9 +66,14 @@ class OrchestratorWorker(Worker):
     async def _loop(self) -> None:
         while True:
             self._wake.clear()
-            await self._poll_iteration()
-            if self.burst and await self._burst_done():
-                return
+            try:
+                await self._poll_iteration()
+                if self.burst and await self._burst_done():
+                    return
+            except (RedisError, OSError) as exc:  # Redis restarting: running jobs go on; poll again soon
+                log.warning("worker cannot reach Redis (%s); retrying", exc)
+                await asyncio.sleep(1)
+                continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_delay_s):
                     await self._wake.wait()

@@ -142,6 +142,7 @@ async def test_a_redis_restart_loses_no_job(env: Env) -> None:
             await step_running(env, running["id"], "long")
             stop_process(redis)
             created_while_down = await env.create("survivor")  # stored; enqueued once Redis is back
+            await asyncio.sleep(3)  # down for longer than the worker's poll and heartbeat
             redis = start_redis(port)
             first = await finished(env, running["id"])
             second = await finished(env, created_while_down["id"])
