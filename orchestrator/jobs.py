@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -127,26 +128,14 @@ async def create(svc: Services, name: str, request: JobRequest) -> tuple[dict[st
         "metrics": {},
         "record_counts": {},
     }
-    steps = [
-        {"job_id": job_id, "position": i, "step_id": s.id, "name": s.name, "action": s.action, "status": "pending"}
-        for i, s in enumerate(runbook.steps)
-    ]
-    event = Pending(
-        job_id, "status", {"job_id": job_id, "status": status.value, "previous": None, "at": now.isoformat()}
-    )
+    steps = [(step.id, step.name, step.action) for step in runbook.steps]
     try:
-        async with writing(svc.engine) as conn:
-            await conn.execute(insert(t.jobs).values(**row))
-            await conn.execute(insert(t.steps), steps)
-            if attachments:
-                await conn.execute(insert(t.artifacts), attachments)
-            await append(conn, [event])
+        await _insert(svc, row, steps, attachments)
     except IntegrityError:
         if request.idempotency_key and (existing := await _by_key(svc, name, request.idempotency_key)):
             return existing, False
         raise
     await _enqueue(svc, job_id, 1, priority, request.run_at)
-    await publish(svc.redis, [job_id])
     async with reading(svc.engine) as conn:
         return await job_view(conn, job_id), True
 
@@ -165,11 +154,37 @@ def _store_files(svc: Services, job_id: str, specs: dict[str, Any], clean: dict[
     return rows
 
 
+async def _insert(
+    svc: Services, row: dict[str, Any], steps: Sequence[tuple[str, str | None, str]], attachments: list[dict[str, Any]]
+) -> None:
+    """Store a new job, its pending steps (id, name, action), its attachments and its first status event."""
+    job_id = row["id"]
+    event = Pending(
+        job_id,
+        "status",
+        {"job_id": job_id, "status": row["status"], "previous": None, "at": row["created_at"].isoformat()},
+    )
+    async with writing(svc.engine) as conn:
+        await conn.execute(insert(t.jobs).values(**row))
+        await conn.execute(
+            insert(t.steps),
+            [
+                {"job_id": job_id, "position": i, "step_id": sid, "name": name, "action": action, "status": "pending"}
+                for i, (sid, name, action) in enumerate(steps)
+            ],
+        )
+        if attachments:
+            await conn.execute(insert(t.artifacts), attachments)
+        await append(conn, [event])
+
+
 async def _enqueue(svc: Services, job_id: str, attempt: int, priority: str, run_at: datetime | None) -> None:
+    """Enqueue on arq and announce the new job (the row, already stored, is the truth if Redis fails)."""
     try:
         await queue.enqueue(svc.redis, job_id, attempt, priority, run_at)
     except Exception as exc:  # noqa: BLE001 - the row is the truth; the reconciler enqueues it later
         log.warning("job %s stored but not enqueued (%s); it will be enqueued when Redis answers", job_id, exc)
+    await publish(svc.redis, [job_id])
 
 
 async def _by_key(svc: Services, name: str, key: str) -> dict[str, Any] | None:
@@ -346,26 +361,6 @@ async def rerun(svc: Services, job_id: str, actor: str) -> dict[str, Any]:
         record_counts={},
         data={**old["data"], "rerun_of": job_id},
     )
-    status = Pending(
-        new_job, "status", {"job_id": new_job, "status": "queued", "previous": None, "at": now.isoformat()}
-    )
-    async with writing(svc.engine) as conn:
-        await conn.execute(insert(t.jobs).values(**row))
-        await conn.execute(
-            insert(t.steps),
-            [
-                {
-                    "job_id": new_job,
-                    "position": s["position"],
-                    "step_id": s["step_id"],
-                    "name": s["name"],
-                    "action": s["action"],
-                    "status": "pending",
-                }
-                for s in steps
-            ],
-        )
-        await append(conn, [status])
+    await _insert(svc, row, [(st["step_id"], st["name"], st["action"]) for st in steps], [])
     await _enqueue(svc, new_job, 1, row["priority"], None)
-    await publish(svc.redis, [new_job])
     return await get(svc, new_job)
