@@ -41,28 +41,28 @@ def redis_binary() -> str:
     )
 
 
+def redis_command(port: int, folder: Path, persistent: bool) -> list[str]:
+    """redis-server on 127.0.0.1:port with its files in `folder` (snapshots and an append-only log when
+    persistent, nothing on disk otherwise)."""
+    keep = ["--save", "60 1", "--appendonly", "yes", "--logfile", str(folder / "redis.log")]
+    return [
+        redis_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(folder),
+        *(keep if persistent else ["--save", "", "--appendonly", "no"]),
+    ]
+
+
 def start_redis(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     folder = data_dir / "redis"
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     process = subprocess.Popen(
-        [
-            redis_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(folder),
-            "--save",
-            "60 1",
-            "--appendonly",
-            "yes",
-            "--logfile",
-            str(folder / "redis.log"),
-            "--daemonize",
-            "no",
-        ],
+        redis_command(port, folder, persistent=True),
         stdout=subprocess.DEVNULL,
         start_new_session=True,
     )

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from orchestrator.dev import redis_binary
+from orchestrator.dev import redis_command
 
 # The Chromium `make test` found or installed: ORCH_BROWSER_PATH, the system's, else None (Playwright's own).
 CHROMIUM = os.environ.get("ORCH_BROWSER_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -62,19 +62,7 @@ def redis_server(directory: Path) -> Iterator[str]:
     port = free_port()
     directory.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [
-            redis_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-        ],
+        redis_command(port, directory, persistent=False),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -10,16 +10,18 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from arq.constants import in_progress_key_prefix
 
 from orchestrator import events, jobs
 from orchestrator.db.engine import reading
-from orchestrator.dev import redis_binary
+from orchestrator.dev import redis_command
 from orchestrator.services import Services
 from orchestrator.states import Action
 from tests.integration.conftest import Env, step
@@ -122,7 +124,7 @@ async def test_sigterm_hands_running_jobs_back_at_once(env: Env) -> None:
 
 def start_redis(port: int) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
-        [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        redis_command(port, Path(tempfile.gettempdir()), persistent=False),
         stdout=subprocess.DEVNULL,
     )
     wait_for_port(port, process)
