@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -30,19 +31,47 @@ def move_sync(
     Raises InvalidTransition when the table forbids the move, when the job is not in one of
     `expected`, or when another writer changed it first (or a newer attempt fences this one).
     """
-    row = conn.execute(select(t.jobs.c.status, t.jobs.c.attempt).where(t.jobs.c.id == job_id)).first()
+    now = utcnow()
+    params = {"b_id": job_id, "status": to.value, "updated_at": now, **(values or {})}
+    if attempt is not None:
+        params["b_attempt"] = attempt
+    keys = tuple(sorted(values or ()))
+    # The common case first: one compare-and-set from the only status the caller expects.
+    if expected is not None and len(expected) == 1:
+        (current,) = expected
+        if can_move(current, to) and _run(conn, keys, attempt is not None, params, current):
+            _announce(events, job_id, current, to, now)
+            return current
+    row = conn.execute(SELECT_STATUS, {"b_id": job_id}).first()
     if row is None:
         raise JobNotFound(f"No job has the id {job_id}.")
     current = JobStatus(row.status)
     if (expected is not None and current not in expected) or not can_move(current, to):
         raise _refused(job_id, current, to)
-    where = [t.jobs.c.id == job_id, t.jobs.c.status == current.value]
-    if attempt is not None:
-        where.append(t.jobs.c.attempt == attempt)
-    now = utcnow()
-    result = conn.execute(update(t.jobs).where(*where).values(status=to.value, updated_at=now, **(values or {})))
-    if result.rowcount != 1:
+    if not _run(conn, keys, attempt is not None, params, current):
         raise _refused(job_id, current, to, "it changed meanwhile")
+    _announce(events, job_id, current, to, now)
+    return current
+
+
+SELECT_STATUS = select(t.jobs.c.status, t.jobs.c.attempt).where(t.jobs.c.id == bindparam("b_id"))
+
+
+@functools.cache
+def _update(keys: tuple[str, ...], fenced: bool) -> Update:
+    """The compare-and-set for one set of columns, built once (building statements costs more than
+    running them)."""
+    where = [t.jobs.c.id == bindparam("b_id"), t.jobs.c.status == bindparam("b_from")]
+    if fenced:
+        where.append(t.jobs.c.attempt == bindparam("b_attempt"))
+    return update(t.jobs).where(*where).values({k: bindparam(k) for k in ("status", "updated_at", *keys)})
+
+
+def _run(conn: Connection, keys: tuple[str, ...], fenced: bool, params: dict[str, Any], current: JobStatus) -> bool:
+    return conn.execute(_update(keys, fenced), {**params, "b_from": current.value}).rowcount == 1
+
+
+def _announce(events: list[Pending] | None, job_id: str, current: JobStatus, to: JobStatus, now: Any) -> None:
     if events is not None:
         events.append(
             Pending(
@@ -51,7 +80,6 @@ def move_sync(
                 {"job_id": job_id, "status": to.value, "previous": current.value, "at": now.isoformat()},
             )
         )
-    return current
 
 
 async def move(conn: AsyncConnection, job_id: str, to: JobStatus, **kwargs: Any) -> JobStatus:

@@ -76,6 +76,7 @@ class Committer:
         self._sqlite: Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._reader: Engine | None = None
+        self._reading: Connection | None = None  # the reader's one connection, kept open
         if engine.dialect.name == "sqlite":
             url = str(engine.url.render_as_string(hide_password=False))
             self._sqlite = create_sqlite_sync_engine(url)
@@ -99,6 +100,8 @@ class Committer:
         if self._thread is not None and self._sqlite is not None:
             self._thread.shutdown()
             self._sqlite.dispose()
+        if self._reading is not None:
+            self._reading.close()
         if self._reader is not None:
             self._reader.dispose()
 
@@ -106,8 +109,10 @@ class Committer:
         """A small read. On SQLite it runs right here on the loop: a primary-key lookup costs less
         than the thread hops of aiosqlite, and in WAL mode readers never wait for the writer."""
         if self._reader is not None:
-            with self._reader.connect() as conn, conn.begin():
-                return fn(conn)
+            if self._reading is None:
+                self._reading = self._reader.connect()
+            with self._reading.begin():
+                return fn(self._reading)
         async with reading(self._engine) as conn:
             return await conn.run_sync(fn)
 

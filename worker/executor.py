@@ -46,6 +46,9 @@ from worker.rows import (
 log = logging.getLogger(__name__)
 
 RUNNING_NOTICE_S = 0.05
+#: A run takes its lease this long after it starts: the reaper acts only on a lease missing for
+#: seconds, so a run that ends sooner never needs one (two Redis round trips saved per short job).
+LEASE_AFTER_S = 0.05
 ACTION_GRACE_S = 1.0
 #: The fields every step has that may hold templates (`name` is also the screenshot action's file name).
 RENDERED_BASE = ("timeout", "retries", "name")
@@ -87,6 +90,7 @@ class Executor(PeopleMixin):
         self._checked_at = time.monotonic()
         self._row: dict[str, Any] = {}
         self._notice: asyncio.TimerHandle | None = None
+        self._lease: asyncio.Task[None] | None = None
         self.tally = Tally()
 
     # -- writing ---------------------------------------------------------------------------------
@@ -110,7 +114,7 @@ class Executor(PeopleMixin):
         if claimed is None:
             return
         runbook, job, resume_from = claimed
-        await self.deps.leases.take(self.job_id, self.attempt)
+        lease_timer = asyncio.get_running_loop().call_later(LEASE_AFTER_S, self._take_lease)
         self.deps.running[self.job_id] = self
         try:
             await self._execute(runbook, job, resume_from)
@@ -123,7 +127,18 @@ class Executor(PeopleMixin):
             self.deps.running.pop(self.job_id, None)
             await self._close_browser()
             self._settle()
-            await self.deps.leases.drop(self.job_id, self.attempt)
+            lease_timer.cancel()
+            if self._lease is not None:
+                await asyncio.shield(self._lease)
+                await self.deps.leases.drop(self.job_id, self.attempt)
+
+    def _take_lease(self) -> None:
+        self._lease = asyncio.create_task(self.deps.leases.take(self.job_id, self.attempt))
+
+    @property
+    def leased(self) -> bool:
+        """Whether this run has taken its lease (the heartbeat renews only those)."""
+        return self._lease is not None
 
     def fenced_out(self) -> None:
         """A newer attempt of this job runs elsewhere: write nothing more and stop."""
@@ -285,6 +300,9 @@ class Executor(PeopleMixin):
                 )
             except (StepError, PlaywrightError) as exc:
                 error = ctx.mask_text(exc.message if isinstance(exc, StepError) else first_line(exc))
+            except Exception as exc:  # noqa: BLE001 - a bug or a missing browser fails the step, not the worker
+                log.exception("job %s step %s raised", self.job_id, step.id)
+                error = ctx.mask_text(first_line(exc))
             finally:
                 self._step_task = None
             if attempt < retries:
@@ -319,7 +337,10 @@ class Executor(PeopleMixin):
             self._step_task = None
 
     def _typed(self, step: StepBase, scope: dict[str, Any]) -> StepBase:
-        """Render the step's templates and validate the result against the action's model."""
+        """Render the step's templates and validate the result against the action's model.
+        A step without templates is already what it renders to."""
+        if step.is_static():
+            return step
         raw = step.model_dump(by_alias=True, exclude={"when", *step.lazy})
         lazy = {name: getattr(step, name) for name in step.lazy}
         rendered = templating.render(

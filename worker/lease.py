@@ -19,9 +19,18 @@ TTL_MS = 5000
 HEARTBEAT_S = 2.0
 
 
+#: Drop the lease only when it is this run's (or gone): a newer attempt elsewhere keeps its own.
+DROP = """
+local holder = redis.call('get', KEYS[1])
+if holder == false or holder == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
 class Leases:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._drop = redis.register_script(DROP)
 
     async def take(self, job_id: str, attempt: int) -> None:
         """Best effort: with Redis away the heartbeat takes it as soon as Redis is back."""
@@ -29,13 +38,11 @@ class Leases:
             await self._redis.set(queue.lease_key(job_id), attempt, px=TTL_MS)
 
     async def drop(self, job_id: str, attempt: int) -> None:
-        key = queue.lease_key(job_id)
         with contextlib.suppress(RedisError, OSError):
-            if (await self._redis.get(key)) in (str(attempt).encode(), None):
-                await self._redis.delete(key)
+            await self._drop(keys=[queue.lease_key(job_id)], args=[str(attempt)])
 
     async def beat(self, running: dict[str, Executor]) -> None:
-        executors = list(running.values())
+        executors = [e for e in running.values() if e.leased]
         if not executors:
             return
         holders = await self._redis.mget([queue.lease_key(e.job_id) for e in executors])

@@ -36,16 +36,22 @@ INSERT_ARTIFACT = insert(t.artifacts)
 UPDATE_CHECKPOINT = update(t.jobs).where(t.jobs.c.id == bindparam("b_job")).values(checkpoint=bindparam("checkpoint"))
 
 
+SELECT_JOB = select(t.jobs).where(t.jobs.c.id == bindparam("b_id"))
+SELECT_STEPS = (
+    select(t.steps.c.position, t.steps.c.step_id, t.steps.c.status, t.steps.c.captured)
+    .where(t.steps.c.job_id == bindparam("b_id"))
+    .order_by(t.steps.c.position)
+)
+
+
 def read_job(conn: Connection, job_id: str) -> tuple[Any, int, dict[str, Any]]:
     """The job row, the position to start at, and the values its finished steps captured."""
-    row = conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).mappings().first()
+    row = conn.execute(SELECT_JOB, {"b_id": job_id}).mappings().first()
     if row is None:
         return None, 0, {}
-    steps = conn.execute(
-        select(t.steps.c.position, t.steps.c.step_id, t.steps.c.status, t.steps.c.captured)
-        .where(t.steps.c.job_id == job_id)
-        .order_by(t.steps.c.position)
-    ).all()
+    if row["status"] == JobStatus.QUEUED.value and row["attempt"] == 1 and not row["approval"]:
+        return row, 0, {}  # a first attempt that has not started: nothing to resume
+    steps = conn.execute(SELECT_STEPS, {"b_id": job_id}).all()
     done = (StepStatus.SUCCESS.value, StepStatus.SKIPPED.value)
     approval = row["approval"] or {}
     approved = approval.get("step_id") if approval.get("decision") == "approved" else None
@@ -58,13 +64,31 @@ def read_job(conn: Connection, job_id: str) -> tuple[Any, int, dict[str, Any]]:
 
 def claim_op(job_id: str, attempt: int, robot: str, started_at: Any) -> Any:
     def claim(conn: Connection, events: list[Pending]) -> None:
-        status = JobStatus(conn.execute(select(t.jobs.c.status).where(t.jobs.c.id == job_id)).scalar_one())
-        if status is JobStatus.SCHEDULED:
-            move_sync(conn, job_id, JobStatus.QUEUED, events=events)
         values = {"started_at": started_at or utcnow(), "robot": robot}
-        move_sync(
-            conn, job_id, JobStatus.RUNNING, expected={JobStatus.QUEUED}, attempt=attempt, values=values, events=events
-        )
+        try:
+            move_sync(
+                conn,
+                job_id,
+                JobStatus.RUNNING,
+                expected={JobStatus.QUEUED},
+                attempt=attempt,
+                values=values,
+                events=events,
+            )
+        except InvalidTransition:
+            status = JobStatus(conn.execute(SELECT_JOB, {"b_id": job_id}).mappings().one()["status"])
+            if status is not JobStatus.SCHEDULED:
+                raise
+            move_sync(conn, job_id, JobStatus.QUEUED, events=events)
+            move_sync(
+                conn,
+                job_id,
+                JobStatus.RUNNING,
+                expected={JobStatus.QUEUED},
+                attempt=attempt,
+                values=values,
+                events=events,
+            )
 
     return claim
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from orchestrator import templating
 
@@ -48,9 +48,17 @@ class StepBase(BaseModel):
     when: str | bool | None = None
     screenshot: Literal["after", "before", "never"] = "after"
 
+    #: Whether no field holds a template (then the step is already what it renders to); worked out once.
+    _static: bool | None = PrivateAttr(default=None)
+
     @property
     def title(self) -> str:
         return self.name or self.id
+
+    def is_static(self) -> bool:
+        if self._static is None:
+            self._static = not _has_template(self.model_dump(by_alias=True, exclude={"when", *self.lazy}))
+        return self._static
 
 
 class Goto(StepBase):
@@ -231,3 +239,13 @@ ForEach.model_rebuild()
 
 #: The fields of StepBase, never rendered as action arguments.
 BASE_FIELDS = frozenset(StepBase.model_fields) - {"action"}
+
+
+def _has_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return templating.is_template(value)
+    if isinstance(value, dict):
+        return any(_has_template(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_template(v) for v in value)
+    return False
