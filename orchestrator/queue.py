@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
@@ -45,6 +46,12 @@ async def enqueue(
     await pool.publish(WAKE_CHANNEL, job_id)
 
 
+#: A run hands its last writes to its worker's committer and returns to arq, which then deletes
+#: the job's keys: for a moment a finished job can look queued in the database and absent from
+#: Redis. The reconciler waits this long and reads the row again before enqueuing it.
+SETTLE_S = 1.0
+
+
 async def reconcile(engine: AsyncEngine, pool: ArqRedis, older_than: timedelta = timedelta(seconds=5)) -> int:
     """Enqueue again every queued job Redis does not hold (flushed, or down when the job was created),
     and every queued job a worker took from the queue but died before claiming (arq's in-progress
@@ -56,14 +63,39 @@ async def reconcile(engine: AsyncEngine, pool: ArqRedis, older_than: timedelta =
     )
     async with reading(engine) as conn:
         rows = (await conn.execute(query.limit(1000))).all()
+    if not rows:
+        return 0
+    async with pool.pipeline(transaction=False) as pipe:
+        for row in rows:
+            arq_id = arq_job_id(row.id, row.attempt)
+            pipe.exists(job_key_prefix + arq_id, in_progress_key_prefix + arq_id)
+            pipe.exists(in_progress_key_prefix + arq_id)
+            pipe.exists(lease_key(row.id))
+        found = await pipe.execute()
+    lost, dead = [], []
+    for i, row in enumerate(rows):
+        held, taken, leased = found[3 * i : 3 * i + 3]
+        if not held:
+            lost.append(row)
+        elif taken and not leased and _aware(row.updated_at) < cutoff - older_than:
+            dead.append(row)
+    if not lost and not dead:
+        return 0
+    # The snapshot above is older than what Redis just said: keep only the jobs still queued, on the
+    # same attempt, after the runs that were finishing meanwhile have committed.
+    await asyncio.sleep(SETTLE_S)
+    async with reading(engine) as conn:
+        still = {
+            (r.id, r.attempt, r.updated_at)
+            for r in await conn.execute(query.where(t.jobs.c.id.in_([r.id for r in lost + dead])))
+        }
     enqueued = 0
-    for row in rows:
-        arq_id = arq_job_id(row.id, row.attempt)
-        queued, taken = await pool.exists(job_key_prefix + arq_id), await pool.exists(in_progress_key_prefix + arq_id)
-        if not queued and not taken:
+    for row in lost:
+        if (row.id, row.attempt, row.updated_at) in still:
             await enqueue(pool, row.id, row.attempt, row.priority)
             enqueued += 1
-        elif taken and not await pool.exists(lease_key(row.id)) and _aware(row.updated_at) < cutoff - older_than:
+    for row in dead:
+        if (row.id, row.attempt, row.updated_at) in still:
             enqueued += await _retake(engine, pool, row.id, row.attempt, row.priority)
     return enqueued
 

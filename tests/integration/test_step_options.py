@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
+
 from orchestrator import jobs
 from orchestrator.db.engine import reading
 from orchestrator.events import read_after
@@ -150,6 +154,25 @@ async def test_a_job_with_browser_actions_uses_one_browser(env: Env) -> None:
     """)
     assert job["status"] == "completed", job["error"]
     assert env.launches == [1]
+
+
+async def test_a_machine_without_chromium_fails_the_step_with_how_to_fix_it(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error in an action fails its step and the job; it does not crash the run
+    (which would leave the job running until the reaper gave up on it three times)."""
+    env.settings = dataclasses.replace(env.settings, browser_path=None)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setenv("PLAYWRIGHT_BROWSERS_PATH", "/nonexistent")
+    job = await env.run("""
+        name: no-chromium
+        steps:
+          - {id: open, action: goto, url: "{{ server.url }}/data.html"}
+    """)
+    assert job["status"] == "failed"
+    assert job["attempt"] == 1
+    assert "No Chromium found" in step(job, "open")["error"]
+    assert job["error"]["step_id"] == "open"
 
 
 async def test_the_job_time_limit_fails_the_job_and_its_running_step(env: Env) -> None:
