@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from orchestrator.auth import ROLES
 from orchestrator.config import Settings
 
 
@@ -193,9 +194,83 @@ def _user() -> str:
         return "unknown"
 
 
-def cmd_not_yet(args: argparse.Namespace) -> int:
-    print("users and tokens come with authentication, which this version does not have yet.", file=sys.stderr)
-    return 2
+def cmd_users(args: argparse.Namespace) -> int:
+    return _with_engine(_users, args)
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    return _with_engine(_tokens, args)
+
+
+def _with_engine(command: Any, args: argparse.Namespace) -> int:
+    """Run an account command on a migrated database; a bad name, role or password exits 1 naming it."""
+    from orchestrator.errors import InvalidInput
+
+    async def run() -> int:
+        engine = await _engine()
+        try:
+            return int(await command(engine, args))
+        except InvalidInput as exc:
+            print("; ".join(f"{k}: {v}" for k, v in exc.fields.items()), file=sys.stderr)
+            return 1
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+async def _users(engine: Any, args: argparse.Namespace) -> int:
+    from orchestrator import auth
+
+    if args.users_command == "list":
+        for user in await auth.list_users(engine):
+            print(f"{user['name']}\t{user['role']}")
+        return 0
+    password = _read_password(args)
+    if args.users_command == "add":
+        await auth.add_user(engine, args.name, args.role, password)
+        print(f"user {args.name} added with role {args.role}")
+    else:
+        await auth.set_password(engine, args.name, password)
+        print(f"password of {args.name} changed; their sessions are signed out")
+    return 0
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        raise SystemExit("the passwords differ")
+    return first
+
+
+async def _tokens(engine: Any, args: argparse.Namespace) -> int:
+    from orchestrator import auth
+
+    if args.tokens_command == "create":
+        token = await auth.create_token(engine, args.name, args.role, created_by=f"cli:{_user()}")
+        print(f"token {args.name} ({args.role}) created; it is shown only now:", file=sys.stderr)
+        print(token)
+    elif args.tokens_command == "list":
+        for row in await auth.list_tokens(engine):
+            state = "revoked" if row["revoked_at"] else "active"
+            print(f"{row['id']}\t{row['name']}\t{row['role']}\t{state}")
+    elif not await auth.revoke_token(engine, args.token_id):
+        print(f"no active token has the id {args.token_id}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _engine() -> Any:
+    from orchestrator.db.engine import create_engine
+    from orchestrator.db.migrate import upgrade_async
+
+    settings = _settings()
+    await upgrade_async(settings.database_url)
+    return create_engine(settings.database_url)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -223,10 +298,29 @@ def parser() -> argparse.ArgumentParser:
         act.add_argument("job_id")
         act.add_argument("--comment", default=None)
         act.set_defaults(func=cmd_act)
-    for name in ("users", "tokens"):
-        extra = sub.add_parser(name, help=f"manage {name}")
-        extra.add_argument("rest", nargs=argparse.REMAINDER)
-        extra.set_defaults(func=cmd_not_yet)
+    roles = sorted(ROLES)
+    users = sub.add_parser("users", help="people who sign in to the web pages").add_subparsers(
+        dest="users_command", required=True
+    )
+    for name, text in (("add", "add a user"), ("passwd", "set a user's password")):
+        command = users.add_parser(name, help=text)
+        command.add_argument("name")
+        if name == "add":
+            command.add_argument("--role", required=True, choices=roles)
+        command.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+        command.set_defaults(func=cmd_users)
+    users.add_parser("list", help="list users").set_defaults(func=cmd_users)
+    tokens = sub.add_parser("tokens", help="API tokens for scripts and other systems").add_subparsers(
+        dest="tokens_command", required=True
+    )
+    create = tokens.add_parser("create", help="create a token; its last line of output is the token")
+    create.add_argument("name")
+    create.add_argument("--role", required=True, choices=roles)
+    create.set_defaults(func=cmd_tokens)
+    tokens.add_parser("list", help="list tokens (never their secret)").set_defaults(func=cmd_tokens)
+    revoke = tokens.add_parser("revoke", help="revoke a token by its id")
+    revoke.add_argument("token_id")
+    revoke.set_defaults(func=cmd_tokens)
     return top
 
 

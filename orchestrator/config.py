@@ -25,6 +25,12 @@ class Settings:
     worker_concurrency: int
     public_url: str
     secret_key: str = field(repr=False)
+    #: Sign-in attempts per client address per minute, and jobs created per principal per minute.
+    login_rate: int = 10
+    job_rate: int = 300
+    #: Hosts runbooks may open (empty: any) and may never open; entries like `example.com` or `*.example.com`.
+    allowed_hosts: tuple[str, ...] = ()
+    denied_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -42,6 +48,10 @@ class Settings:
             worker_concurrency=int(_env("ORCH_WORKER_CONCURRENCY", "4")),
             public_url=_env("ORCH_PUBLIC_URL", f"http://{host}:{port}").rstrip("/"),
             secret_key=os.environ.get("ORCH_SECRET_KEY") or _stored_secret(data_dir),
+            login_rate=int(_env("ORCH_LOGIN_RATE", "10")),
+            job_rate=int(_env("ORCH_JOB_RATE", "300")),
+            allowed_hosts=_hosts("ORCH_ALLOWED_HOSTS"),
+            denied_hosts=_hosts("ORCH_DENIED_HOSTS"),
         )
 
     @property
@@ -53,6 +63,10 @@ class Settings:
         if not self.redis_url:
             raise RuntimeError("ORCH_REDIS_URL is not set; start the app with `orchestrator dev` or set it.")
         return self.redis_url
+
+
+def _hosts(name: str) -> tuple[str, ...]:
+    return tuple(h.strip().lower() for h in os.environ.get(name, "").split(",") if h.strip())
 
 
 def _stored_secret(data_dir: Path) -> str:

@@ -3,8 +3,10 @@ then the Procfile's processes (web, worker, scheduler) as children until Ctrl-C 
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -82,6 +84,33 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], seconds: float = 10)
     raise SystemExit("redis-server did not start within 10 s")
 
 
+def _login_help(settings: Settings) -> str:
+    """On the first run, an admin with a random password shown this once; never a known default."""
+    password = asyncio.run(first_admin(settings))
+    if password is None:
+        return "  Sign in with your user (`orchestrator users add NAME --role admin` creates one).\n"
+    return (
+        f"  Sign in as admin with the password {password}\n"
+        "  (shown only this once; change it with `orchestrator users passwd admin`).\n"
+    )
+
+
+async def first_admin(settings: Settings) -> str | None:
+    """Create user `admin` with a random password when there are no users; return the password."""
+    from orchestrator import auth
+    from orchestrator.db.engine import create_engine
+
+    engine = create_engine(settings.database_url)
+    try:
+        if await auth.count_users(engine):
+            return None
+        password = secrets.token_urlsafe(12)
+        await auth.add_user(engine, "admin", "admin", password)
+        return password
+    finally:
+        await engine.dispose()
+
+
 def run_dev(settings: Settings) -> int:
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     env = dict(os.environ, ORCH_DATA_DIR=str(settings.data_dir), ORCH_SECRET_KEY=settings.secret_key)
@@ -103,7 +132,8 @@ def run_dev(settings: Settings) -> int:
         )
     print(
         f"\n  Runbook orchestrator: {settings.public_url}/jobs\n"
-        f"  No login is needed yet. Run a demo: open {settings.public_url}/runbooks and press Run.\n"
+        f"{_login_help(settings)}"
+        f"  Run a demo: open {settings.public_url}/runbooks and press Run.\n"
         f"  Data: {settings.data_dir}   Stop: Ctrl-C\n",
         flush=True,
     )

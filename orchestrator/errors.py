@@ -34,6 +34,30 @@ class ArtifactNotFound(NotFound):
     """This job has no artifact with this id."""
 
 
+class NotSignedIn(OrchestratorError):
+    """Sign in, or send an API token as `Authorization: Bearer TOKEN`."""
+
+    status_code = 401
+
+
+class Forbidden(OrchestratorError):
+    """Your role does not allow this."""
+
+    status_code = 403
+
+
+class TooManyRequests(OrchestratorError):
+    """Too many requests; try again later."""
+
+    status_code = 429
+
+
+class BodyTooLarge(OrchestratorError):
+    """The request body is too large."""
+
+    status_code = 413
+
+
 class InvalidInput(OrchestratorError):
     """The inputs do not match the runbook's inputs; see fields."""
 

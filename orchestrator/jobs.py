@@ -19,8 +19,9 @@ from orchestrator import queue
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
 from orchestrator.db.tables import utcnow
-from orchestrator.errors import InvalidInput, InvalidTransition, JobNotFound, OrchestratorError
+from orchestrator.errors import Forbidden, InvalidInput, InvalidTransition, JobNotFound, OrchestratorError
 from orchestrator.events import Pending, append, publish
+from orchestrator.runbooks.catalog import load_version
 from orchestrator.services import Services
 from orchestrator.states import ACTIONS, Action, JobStatus, allowed_actions
 from orchestrator.transitions import move
@@ -259,12 +260,25 @@ async def act(
     arrived): of two people acting on what they both saw, one wins and the other gets 409.
     """
     sources, target = ACTIONS[action]
-    if seen is None:
-        async with reading(svc.engine) as conn:
-            found = (await conn.execute(select(t.jobs.c.status).where(t.jobs.c.id == job_id))).scalar()
-        if found is None:
-            raise JobNotFound(f"No job has the id {job_id}.")
-        seen = JobStatus(found)
+    async with reading(svc.engine) as conn:
+        found = (
+            await conn.execute(
+                select(t.jobs.c.status, t.jobs.c.created_by, t.jobs.c.version_id, t.jobs.c.runbook).where(
+                    t.jobs.c.id == job_id
+                )
+            )
+        ).first()
+    if found is None:
+        raise JobNotFound(f"No job has the id {job_id}.")
+    if action is Action.APPROVE and found.created_by == actor and found.version_id is not None:
+        runbook = (await load_version(svc.engine, found.version_id)).runbook
+        if not runbook.settings.self_approval:
+            await _audit_refused(svc, job_id, action, actor, comment, "refused: self-approval")
+            raise Forbidden(
+                f"Runbook {found.runbook} needs someone other than the person who started the job to approve "
+                "it (settings.self_approval: false)."
+            )
+    seen = seen or JobStatus(found.status)
     events: list[Pending] = []
     values: dict[str, Any] = {"finished_at": utcnow()} if target.finished else {}
     if action is Action.CANCEL:
@@ -310,7 +324,9 @@ async def _decision(conn: Any, job_id: str, action: Action, actor: str, comment:
     return values
 
 
-async def _audit_refused(svc: Services, job_id: str, action: Action, actor: str, comment: str | None) -> JobStatus:
+async def _audit_refused(
+    svc: Services, job_id: str, action: Action, actor: str, comment: str | None, outcome: str = "refused"
+) -> JobStatus:
     """Record a refused action; return the job's status now."""
     async with writing(svc.engine) as conn:
         status = (await conn.execute(select(t.jobs.c.status).where(t.jobs.c.id == job_id))).scalar()
@@ -318,7 +334,7 @@ async def _audit_refused(svc: Services, job_id: str, action: Action, actor: str,
             raise JobNotFound(f"No job has the id {job_id}.")
         await conn.execute(
             insert(t.audit).values(
-                job_id=job_id, actor=actor, action=action.value, comment=comment, outcome="refused", at=utcnow()
+                job_id=job_id, actor=actor, action=action.value, comment=comment, outcome=outcome, at=utcnow()
             )
         )
     return JobStatus(status)

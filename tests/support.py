@@ -74,7 +74,7 @@ def redis_server(directory: Path) -> Iterator[str]:
 
 
 class SiteHandler(SimpleHTTPRequestHandler):
-    """Static files from tests/site, plus /slow?seconds=N which answers late."""
+    """Static files from tests/site, plus /slow?seconds=N which answers late and /redirect?to=URL."""
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the stdlib's name
         pass
@@ -91,6 +91,12 @@ class SiteHandler(SimpleHTTPRequestHandler):
             self.end_headers()
             with contextlib.suppress(OSError):
                 self.wfile.write(body)
+            return
+        if url.path == "/redirect":  # a 302 to ?to=URL
+            self.send_response(302)
+            self.send_header("Location", parse_qs(url.query)["to"][0])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         super().do_GET()
 

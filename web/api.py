@@ -12,15 +12,15 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from orchestrator import jobs, scheduler
+from orchestrator.auth import RUN, VIEW
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
 from orchestrator.errors import ArtifactNotFound, InvalidInput, OrchestratorError
 from orchestrator.services import Services
-from orchestrator.states import Action, JobStatus
+from orchestrator.states import PERMISSIONS, Action, JobStatus
 from orchestrator.views import runbook_view
 from web import sse
-
-MAX_BODY = 16 * 1024 * 1024  # file inputs travel base64-encoded in the body
+from web.auth import guard, rate_limit, require
 
 
 def _svc(request: Request) -> Services:
@@ -28,19 +28,36 @@ def _svc(request: Request) -> Services:
 
 
 def _actor(request: Request) -> str:
-    return request.headers.get("x-actor", "anonymous")[:200]
+    return require(request).actor
 
 
 async def _json_body(request: Request) -> Any:
+    """The request's JSON: strict (no NaN or Infinity, valid UTF-8 without lone surrogates, nesting
+    Python can handle), so nothing that cannot be stored gets any further."""
     body = await request.body()
-    if len(body) > MAX_BODY:
-        raise OrchestratorError(f"The request body is larger than {MAX_BODY} bytes.")
     if not body.strip():
         return {}
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        value = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
+        json.dumps(value, ensure_ascii=False).encode("utf-8")  # a lone surrogate cannot be stored
+    except RecursionError:
+        raise OrchestratorError("The request body is nested too deeply.") from None
+    except UnicodeError as exc:
+        raise OrchestratorError(f"The request body is not valid UTF-8 text: {getattr(exc, 'reason', exc)}.") from None
+    except ValueError as exc:
         raise OrchestratorError(f"The request body is not valid JSON: {exc}.") from None
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is too large a number")
+    return value
 
 
 async def list_runbooks(request: Request) -> JSONResponse:
@@ -56,11 +73,15 @@ async def get_runbook(request: Request) -> JSONResponse:
 
 
 async def create_job(request: Request) -> JSONResponse:
+    svc = _svc(request)
+    actor = _actor(request)
+    await rate_limit(svc.redis, f"jobs:{actor}", request.app.state.settings.job_rate)
     body = await _json_body(request)
-    job_request = jobs.JobRequest.from_json(
-        body, source=request.headers.get("x-source", "api")[:32] or "api", actor=_actor(request)
-    )
-    job, created = await jobs.create(_svc(request), request.path_params["name"], job_request)
+    source = request.headers.get("x-source", "api")
+    if source not in ("api", "ui"):
+        raise InvalidInput({"X-Source": "must be api or ui"})
+    job_request = jobs.JobRequest.from_json(body, source=source, actor=actor)
+    job, created = await jobs.create(svc, request.path_params["name"], job_request)
     return JSONResponse(job, status_code=201 if created else 200)
 
 
@@ -125,7 +146,8 @@ async def act(request: Request) -> JSONResponse:
     if seen is not None and seen not in {s.value for s in JobStatus}:
         raise InvalidInput({"expected_status": f"must be one of {', '.join(s.value for s in JobStatus)}"})
     job_id = request.path_params["job_id"]
-    answer = await jobs.act(_svc(request), job_id, action, _actor(request), comment, JobStatus(seen) if seen else None)
+    actor = require(request, PERMISSIONS[action]).actor
+    answer = await jobs.act(_svc(request), job_id, action, actor, comment, JobStatus(seen) if seen else None)
     return JSONResponse(answer)
 
 
@@ -152,7 +174,8 @@ async def artifact(request: Request) -> Response:
     path = svc.store.path_of(row["path"])
     if not path.is_file():
         raise ArtifactNotFound(f"The file of artifact {artifact_id} is missing from the artifact store.")
-    inline = row["mime_type"].startswith("image/") and request.query_params.get("download") is None
+    # only raster images show inline (the timeline's pictures); anything else, SVG included, is a download
+    inline = row["mime_type"] in INLINE_TYPES and request.query_params.get("download") is None
     return FileResponse(
         path,
         media_type=row["mime_type"],
@@ -160,6 +183,9 @@ async def artifact(request: Request) -> Response:
         content_disposition_type="inline" if inline else "attachment",
         headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"},
     )
+
+
+INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -181,15 +207,16 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 ROUTES = [
-    Route("/api/v1/runbooks", list_runbooks),
-    Route("/api/v1/runbooks/{name}", get_runbook),
-    Route("/api/v1/runbooks/{name}/jobs", create_job, methods=["POST"]),
-    Route("/api/v1/jobs", list_jobs),
-    Route("/api/v1/jobs/{job_id}", get_job),
-    Route("/api/v1/jobs/{job_id}/events", sse.job_stream),
-    Route("/api/v1/jobs/{job_id}/artifacts/{artifact_id}", artifact),
-    Route("/api/v1/jobs/{job_id}/rerun", rerun, methods=["POST"]),
-    Route("/api/v1/jobs/{job_id}/{action}", act, methods=["POST"]),
-    Route("/api/v1/events", sse.all_stream),
+    Route("/api/v1/runbooks", guard(VIEW, list_runbooks)),
+    Route("/api/v1/runbooks/{name}", guard(VIEW, get_runbook)),
+    Route("/api/v1/runbooks/{name}/jobs", guard(RUN, create_job), methods=["POST"]),
+    Route("/api/v1/jobs", guard(VIEW, list_jobs)),
+    Route("/api/v1/jobs/{job_id}", guard(VIEW, get_job)),
+    Route("/api/v1/jobs/{job_id}/events", guard(VIEW, sse.job_stream)),
+    Route("/api/v1/jobs/{job_id}/artifacts/{artifact_id}", guard(VIEW, artifact)),
+    Route("/api/v1/jobs/{job_id}/rerun", guard(RUN, rerun), methods=["POST"]),
+    # the permission depends on the action: checked in `act`
+    Route("/api/v1/jobs/{job_id}/{action}", guard(None, act), methods=["POST"]),
+    Route("/api/v1/events", guard(VIEW, sse.all_stream)),
     Route("/healthz", healthz),
 ]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
@@ -17,15 +18,15 @@ from orchestrator.config import Settings
 from orchestrator.events import Hub
 from orchestrator.services import Services
 from orchestrator.states import JobStatus, StepStatus, allowed_actions
-from web import api, pages
+from web import api, auth, pages
 from web.errors import HANDLERS
-from web.security import SecurityHeaders
+from web.security import BodyLimit, SecurityHeaders
 
 HERE = Path(__file__).parent
 
 
 def templates() -> Jinja2Templates:
-    result = Jinja2Templates(directory=HERE / "templates")
+    result = Jinja2Templates(directory=HERE / "templates", context_processors=[auth.template_context])
     result.env.globals.update(JobStatus=JobStatus, StepStatus=StepStatus, allowed_actions=allowed_actions)
     return result
 
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await svc.close()
 
     routes = [
+        *auth.ROUTES,
         *api.ROUTES,
         *pages.ROUTES,
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
@@ -58,7 +60,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=routes,
         lifespan=lifespan,
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
-        middleware=[Middleware(SecurityHeaders), Middleware(GZipMiddleware, minimum_size=2048)],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(BodyLimit),
+            Middleware(AuthenticationMiddleware, backend=auth.Backend()),
+            Middleware(GZipMiddleware, minimum_size=2048),
+        ],
     )
     app.state.templates = templates()
     app.state.settings = settings

@@ -31,7 +31,12 @@ async def orchestrator_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, OrchestratorError)
     fields = exc.fields if isinstance(exc, InvalidInput) else None
     extra = {k: v for k, v in exc.details.items() if k != "fields"}
-    return _answer(request, exc.status_code, error_body(exc.message, fields=fields, **extra))
+    response = _answer(request, exc.status_code, error_body(exc.message, fields=fields, **extra))
+    if "retry_after" in exc.details:
+        response.headers["Retry-After"] = str(exc.details["retry_after"])
+    if exc.status_code == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="orchestrator"'
+    return response
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -7,9 +7,11 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from orchestrator import jobs, scheduler
+from orchestrator.auth import VIEW
 from orchestrator.services import Services
 from orchestrator.views import runbook_view
 from web.api import job_filter
+from web.auth import guard
 
 TABS = {
     "all": [],
@@ -66,9 +68,9 @@ async def runbook_page(request: Request) -> Response:
 
 
 ROUTES = [
-    Route("/", home),
-    Route("/jobs", jobs_page),
-    Route("/jobs/{job_id}", job_page),
-    Route("/runbooks", runbooks_page),
-    Route("/runbooks/{name}", runbook_page),
+    Route("/", guard(VIEW, home, page=True)),
+    Route("/jobs", guard(VIEW, jobs_page, page=True)),
+    Route("/jobs/{job_id}", guard(VIEW, job_page, page=True)),
+    Route("/runbooks", guard(VIEW, runbooks_page, page=True)),
+    Route("/runbooks/{name}", guard(VIEW, runbook_page, page=True)),
 ]

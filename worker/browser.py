@@ -8,7 +8,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from playwright.async_api import Browser, BrowserContext, Playwright, async_playwright
+from playwright.async_api import Browser, BrowserContext, Playwright, Route, async_playwright
+
+from orchestrator.urlpolicy import UrlPolicy
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +42,9 @@ def find_chromium(configured: str | None, playwright_path: str | None = None) ->
 
 
 class BrowserPool:
-    def __init__(self, configured_path: str | None = None) -> None:
+    def __init__(self, configured_path: str | None = None, policy: UrlPolicy | None = None) -> None:
         self._configured = configured_path
+        self._policy = policy or UrlPolicy()
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._lock = asyncio.Lock()
@@ -63,9 +66,19 @@ class BrowserPool:
     async def new_context(self, storage_state: Any = None) -> BrowserContext:
         """A fresh context; a resumed job gets the cookies and storage of its checkpoint."""
         browser = await self._ensure()
-        return await browser.new_context(
+        context = await browser.new_context(
             accept_downloads=True, viewport={"width": 1280, "height": 800}, storage_state=storage_state
         )
+        if self._policy.restricts_hosts:  # redirects, frames and subresources too, not only goto
+            await context.route("**/*", self._enforce)
+        return context
+
+    async def _enforce(self, route: Route) -> None:
+        url = route.request.url
+        if url.startswith(("http:", "https:")) and self._policy.refusal(url):
+            await route.abort("blockedbyclient")
+        else:
+            await route.continue_()
 
     async def close(self) -> None:
         if self._browser is not None:

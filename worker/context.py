@@ -11,6 +11,7 @@ from playwright.async_api import Locator, Page
 
 from orchestrator.artifacts import ArtifactStore
 from orchestrator.errors import StepError
+from orchestrator.urlpolicy import UrlPolicy
 
 
 @dataclass
@@ -26,6 +27,7 @@ class StepContext:
     load_artifact: Callable[[str], Awaitable[tuple[dict[str, Any], bytes]]]
     #: Ask a person: (context, message, timeout seconds or None, on_timeout) -> the decision; raises on reject.
     ask: Callable[[StepContext, str, float | None, str], Awaitable[dict[str, Any]]]
+    policy: UrlPolicy = field(default_factory=UrlPolicy)
     retries: int = 0
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     logs: list[tuple[str, str]] = field(default_factory=list)
@@ -58,3 +60,13 @@ class StepContext:
             if secret:
                 text = text.replace(secret, "********")
         return text
+
+    def mask_value(self, value: Any) -> Any:
+        """`value` with every secret in its strings (keys too) replaced by ********."""
+        if isinstance(value, str):
+            return self.mask_text(value)
+        if isinstance(value, dict):
+            return {self.mask_value(k): self.mask_value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.mask_value(v) for v in value]
+        return value

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from orchestrator.runbooks.catalog import Version
 from orchestrator.services import Services
+from orchestrator.urlpolicy import UrlPolicy
 from worker.actions import Registry
 from worker.browser import BrowserPool
 from worker.committer import Committer
@@ -43,3 +44,4 @@ class Deps:
     running: dict[str, Executor] = field(default_factory=dict)
     versions: dict[int, Version] = field(default_factory=dict)
     slots: Slots = field(default_factory=NoSlots)
+    policy: UrlPolicy = field(default_factory=UrlPolicy)

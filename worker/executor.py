@@ -177,7 +177,7 @@ class Executor(PeopleMixin):
             return None  # cancelled, finished, or waiting on a person: nothing to run
         if job["version_id"] not in self.deps.versions:  # versions never change: read each once
             self.deps.versions[job["version_id"]] = await load_version(self.deps.svc.engine, job["version_id"])
-        self._checkpoint = job["checkpoint"]
+        self._checkpoint = self._unseal(job["checkpoint"])
         job["captured"] = restored
         return self.deps.versions[job["version_id"]].runbook, job, resume_from
 
@@ -287,7 +287,9 @@ class Executor(PeopleMixin):
                 # A little longer than the action's own deadline, so its specific error
                 # ("No element matches '#x'") reaches the user rather than a bare timeout.
                 async with asyncio.timeout(timeout + ACTION_GRACE_S):
-                    return StepOutcome(StepStatus.SUCCESS), await self._step_task
+                    result = await self._step_task
+                await self._check_where_the_page_went()
+                return StepOutcome(StepStatus.SUCCESS), result
             except asyncio.CancelledError:
                 if not self.cancelled:
                     raise
@@ -365,6 +367,7 @@ class Executor(PeopleMixin):
             deadline=time.monotonic(),
             load_artifact=self._load_artifact,
             ask=self._ask,
+            policy=self.deps.policy,
         )
 
     async def _get_page(self) -> Page:
@@ -432,7 +435,7 @@ class Executor(PeopleMixin):
         job_id = self.job_id
         statements = [self._update_step(row), *[(INSERT_ARTIFACT, artifact) for artifact in artifacts]]
         if checkpoint is not None:
-            statements.append((UPDATE_CHECKPOINT, {"b_job": job_id, "checkpoint": checkpoint}))
+            statements.append((UPDATE_CHECKPOINT, {"b_job": job_id, "checkpoint": self._seal(checkpoint)}))
         self._write(statements=statements, events=events)
 
     async def _restore(
@@ -454,7 +457,7 @@ class Executor(PeopleMixin):
                     ctx.deadline = time.monotonic() + runbook.settings.step_timeout
                     await self.deps.registry.get(step.action)[1](ctx, self._typed(step, scope))
         except (PlaywrightError, StepError) as exc:
-            messages.append(f"Restoring the page failed: {first_line(exc)}")
+            messages.append(jsonable(f"Restoring the page failed: {first_line(exc)}", secrets))
         events = [Pending(self.job_id, "log", {"job_id": self.job_id, "level": "info", "message": m}) for m in messages]
         self._write(events=events)
 
@@ -470,6 +473,30 @@ class Executor(PeopleMixin):
             storage = None
         self._checkpoint = {**(self._checkpoint or {}), "url": url, "storage": storage, "position": position}
         return self._checkpoint
+
+    async def _check_where_the_page_went(self) -> None:
+        """Playwright's routes do not see redirects (microsoft/playwright#3993, as designed), so a step
+        that ends on a host the deployment refuses fails here, and the page is taken off that host."""
+        url = self._page_url()
+        if url is None or not self.deps.policy.restricts_hosts or not url.startswith(("http:", "https:")):
+            return
+        if why := self.deps.policy.refusal(url):
+            assert self._page is not None
+            await self._page.goto("about:blank")
+            raise StepError(f"The page went to {url}, which is refused: {why}.")
+
+    def _seal(self, checkpoint: dict[str, Any]) -> dict[str, Any]:
+        """The page's URL and cookies can hold secrets (a token in a query, a session cookie): they are
+        stored encrypted, like secret inputs. The position and loss count stay readable."""
+        private = {k: checkpoint[k] for k in ("url", "storage") if k in checkpoint}
+        public = {k: v for k, v in checkpoint.items() if k not in private}
+        return {**public, "sealed": self.deps.svc.box.seal(private)}
+
+    def _unseal(self, stored: dict[str, Any] | None) -> dict[str, Any] | None:
+        if not stored:
+            return stored
+        opened = {k: v for k, v in stored.items() if k != "sealed"}
+        return {**opened, **self.deps.svc.box.open(stored.get("sealed"))}
 
     def _page_url(self) -> str | None:
         return self._page.url if self._page is not None and not self._page.is_closed() else None

@@ -20,6 +20,7 @@ from orchestrator.config import Settings
 from orchestrator.jobs import CONTROL_CHANNEL
 from orchestrator.reaper import Reaper
 from orchestrator.services import Services
+from orchestrator.urlpolicy import UrlPolicy
 from worker.actions import default_registry
 from worker.browser import BrowserPool
 from worker.committer import Committer
@@ -154,10 +155,12 @@ def build_worker(
     async def startup(ctx: dict[str, Any]) -> None:
         services = svc or await Services.open(settings)
         committer = Committer(services.engine, services.redis)
+        policy = UrlPolicy(settings.allowed_hosts, settings.denied_hosts)
         await committer.start()
         ctx["deps"] = deps = Deps(
             svc=services,
-            browsers=BrowserPool(settings.browser_path),
+            browsers=BrowserPool(settings.browser_path, policy),
+            policy=policy,
             registry=default_registry(),
             committer=committer,
             robot=robot_name(),

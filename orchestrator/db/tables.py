@@ -155,6 +155,39 @@ class AuditEntry(SQLModel, table=True):
     outcome: str = Field(default="ok", max_length=200)
 
 
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    name: str = Field(primary_key=True, max_length=100)
+    role: str = Field(max_length=16)
+    password_hash: str = Field(max_length=300)
+    created_at: datetime = _when(default_factory=utcnow)
+    updated_at: datetime = _when(default_factory=utcnow)
+
+
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_tokens"
+
+    id: str = Field(primary_key=True, max_length=16)
+    name: str = Field(max_length=100)
+    role: str = Field(max_length=16)
+    token_hash: str = Field(max_length=64, unique=True)
+    created_by: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _when(default_factory=utcnow)
+    revoked_at: datetime | None = _when(default=None)
+
+
+class Session(SQLModel, table=True):
+    """A signed-in browser. The id is the SHA-256 of the random id in the user's cookie."""
+
+    __tablename__ = "sessions"
+
+    id: str = Field(primary_key=True, max_length=64)
+    user_name: str = Field(foreign_key="users.name", max_length=100, index=True)
+    created_at: datetime = _when(default_factory=utcnow)
+    expires_at: datetime = _when()
+
+
 metadata = SQLModel.metadata
 jobs = metadata.tables["jobs"]
 steps = metadata.tables["job_steps"]
@@ -163,3 +196,6 @@ artifacts = metadata.tables["artifacts"]
 events = metadata.tables["job_events"]
 audit = metadata.tables["audit"]
 versions = metadata.tables["runbook_versions"]
+users = metadata.tables["users"]
+tokens = metadata.tables["api_tokens"]
+sessions = metadata.tables["sessions"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 from tests.support import CHROMIUM, ROOT, env_without_orch, free_port, redis_server
 from worker.browser import CHROMIUM_ARGS
@@ -30,6 +31,36 @@ class DevApp:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def admin_password(self) -> str:
+        """The one-time password `orchestrator dev` printed for the admin it created on first run."""
+        found = re.search(r"Sign in as admin with the password (\S+)", self.output())
+        assert found, f"orchestrator dev printed no admin password:\n{self.output()}"
+        return found.group(1)
+
+    def token(self, role: str = "admin") -> str:
+        """A new API token made with `orchestrator tokens create`: its last line of output."""
+        made = subprocess.run(
+            [ORCHESTRATOR, "tokens", "create", f"e2e-{role}", "--role", role],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return made.stdout.strip().splitlines()[-1]
+
+    def api(self, role: str = "admin") -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=30, headers={"Authorization": f"Bearer {self.token(role)}"})
+
+
+async def sign_in(page: Page, base_url: str, username: str, password: str) -> None:
+    """Sign in through the login form, as a person would."""
+    await page.goto(f"{base_url}/login")
+    await page.get_by_label("Username").fill(username)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(lambda url: "/login" not in url)
 
 
 def children(pid: int) -> dict[int, str]:

@@ -7,6 +7,7 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+import httpx
 import yaml
 
 from tests.e2e.conftest import ORCHESTRATOR, RUNBOOKS, DevApp
@@ -14,10 +15,11 @@ from tests.support import env_without_orch
 
 
 def orchestrator(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60, stdin: str = ""
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [ORCHESTRATOR, *args],
+        input=stdin,
         env=env or env_without_orch(),
         cwd=cwd,
         capture_output=True,
@@ -85,3 +87,40 @@ def test_cancel_from_the_command_line_and_a_second_cancel_is_refused(dev_with_re
     again = orchestrator("cancel", job_id[1], env=dev_with_redis.env)
     assert again.returncode == 1
     assert "it is cancelled" in again.stderr
+
+
+def test_users_and_tokens_are_made_stored_hashed_listed_and_revoked(dev_with_redis: DevApp) -> None:
+    env = dev_with_redis.env
+    added = orchestrator(
+        "users", "add", "carol", "--role", "approver", "--password-stdin", env=env, stdin="carol's long passphrase\n"
+    )
+    assert added.returncode == 0, added.stderr
+    again = orchestrator(
+        "users", "add", "carol", "--role", "viewer", "--password-stdin", env=env, stdin="another passphrase\n"
+    )
+    assert again.returncode == 1 and "already exists" in again.stderr
+    short = orchestrator("users", "add", "dave", "--role", "viewer", "--password-stdin", env=env, stdin="short\n")
+    assert short.returncode == 1 and "password" in short.stderr
+    users = orchestrator("users", "list", env=env)
+    assert "carol\tapprover" in users.stdout and "dave" not in users.stdout
+
+    created = orchestrator("tokens", "create", "nightly", "--role", "viewer", env=env)
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip().splitlines()[-1]
+    assert token.startswith("orch_") and len(token) > 40
+    listed = orchestrator("tokens", "list", env=env)
+    assert "nightly\tviewer\tactive" in listed.stdout and token not in listed.stdout
+    database = (dev_with_redis.data_dir / "orchestrator.db").read_bytes()
+    wal = dev_with_redis.data_dir / "orchestrator.db-wal"
+    stored = database + (wal.read_bytes() if wal.exists() else b"")
+    assert token.encode() not in stored and b"carol's long passphrase" not in stored
+
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{dev_with_redis.url}/api/v1/jobs", headers=headers).status_code == 200
+    assert (
+        httpx.post(f"{dev_with_redis.url}/api/v1/runbooks/demo-status/jobs", headers=headers, json={}).status_code
+        == 403
+    )
+    token_id = next(line.split("\t")[0] for line in listed.stdout.splitlines() if "\tnightly\t" in line)
+    assert orchestrator("tokens", "revoke", token_id, env=env).returncode == 0
+    assert httpx.get(f"{dev_with_redis.url}/api/v1/jobs", headers=headers).status_code == 401

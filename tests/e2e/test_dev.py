@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from playwright.async_api import Browser, ConsoleMessage, expect
 
-from tests.e2e.conftest import RUNBOOKS, DevApp, alive, children
+from tests.e2e.conftest import RUNBOOKS, DevApp, alive, children, sign_in
 from tests.support import Event, sse
 
 
@@ -36,7 +36,7 @@ def by_kind(job: dict[str, Any], kind: str) -> list[dict[str, Any]]:
 
 
 async def test_a_demo_invoices_job_runs_to_completion_followed_over_sse(dev: DevApp) -> None:
-    async with httpx.AsyncClient(base_url=dev.url, timeout=30) as http:
+    async with dev.api() as http:
         runbooks = (await http.get("/api/v1/runbooks")).json()
         assert {"demo-invoices", "demo-order", "demo-status"} <= {r["name"] for r in runbooks["items"]}
         assert runbooks["problems"] == []
@@ -101,11 +101,12 @@ async def test_the_job_page_follows_a_running_job_live_without_console_errors(de
         page = await context.new_page()
         page.on("console", on_console)
         page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-        async with httpx.AsyncClient(base_url=dev.url, timeout=30) as http:
+        async with dev.api("operator") as http:
             created = await http.post("/api/v1/runbooks/demo-status/jobs", json={"inputs": {"settle_seconds": 3}})
             assert created.status_code == 201, created.text
             job_id = created.json()["id"]
 
+        await sign_in(page, dev.url, "admin", dev.admin_password())
         response = await page.goto(f"{dev.url}/jobs/{job_id}")
         assert response is not None and response.ok
         await page.evaluate("window.__loadedOnce = true")
@@ -127,10 +128,11 @@ async def test_an_approver_approves_on_the_job_page_and_the_order_is_placed(dev:
     context = await browser.new_context()
     try:
         page = await context.new_page()
-        async with httpx.AsyncClient(base_url=dev.url, timeout=30) as http:
+        async with dev.api("operator") as http:
             created = await http.post("/api/v1/runbooks/demo-approval/jobs", json={})
             assert created.status_code == 201, created.text
             job_id = created.json()["id"]
+        await sign_in(page, dev.url, "admin", dev.admin_password())
         await page.goto(f"{dev.url}/jobs/{job_id}")
         approve = page.get_by_role("button", name="Approve", exact=True)
         await expect(approve).to_be_visible(timeout=60_000)
@@ -140,10 +142,10 @@ async def test_an_approver_approves_on_the_job_page_and_the_order_is_placed(dev:
         badge = page.locator("[data-role=status-badge]")
         await expect(badge).to_have_text("completed", timeout=60_000)
         await expect(approve).to_have_count(0)
-        async with httpx.AsyncClient(base_url=dev.url, timeout=30) as http:
+        async with dev.api("viewer") as http:
             job = (await http.get(f"/api/v1/jobs/{job_id}")).json()
         assert job["outputs"]["order_number"].startswith("ACME-")  # submitted on the page filled before
-        assert [(a["action"], a["outcome"]) for a in job["audit"]] == [("approve", "ok")]
+        assert [(a["actor"], a["action"], a["outcome"]) for a in job["audit"]] == [("admin", "approve", "ok")]
     finally:
         await context.close()
 

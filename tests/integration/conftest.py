@@ -18,8 +18,9 @@ import redis.asyncio as aioredis
 import uvicorn
 import yaml
 
-from orchestrator import jobs
+from orchestrator import auth, jobs
 from orchestrator.config import Settings
+from orchestrator.db.engine import create_engine
 from orchestrator.db.migrate import upgrade
 from orchestrator.jobs import JobRequest
 from orchestrator.services import Services
@@ -138,13 +139,31 @@ def step(job: dict[str, Any], step_id: str) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def http_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The web app in-process (its lifespan running, so it loads the runbooks written so far), over httpx."""
+async def http_client(settings: Settings, role: str | None = "admin") -> AsyncIterator[httpx.AsyncClient]:
+    """The web app in-process (its lifespan running, so it loads the runbooks written so far), over httpx,
+    with an API token of `role` (named after the role), or no credentials when `role` is None."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
+        headers = {}
+        if role is not None:
+            token = await auth.create_token(app.state.svc.engine, role, role, created_by="tests")
+            headers["Authorization"] = f"Bearer {token}"
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://orchestrator.test") as http:
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL, headers=headers) as http:
             yield http
+
+
+BASE_URL = "http://orchestrator.test"
+
+
+async def bearer(settings: Settings, role: str = "admin") -> dict[str, str]:
+    """Headers with a new API token of `role`, for clients of a live server."""
+    engine = create_engine(settings.database_url)
+    try:
+        token = await auth.create_token(engine, role, role, created_by="tests")
+    finally:
+        await engine.dispose()
+    return {"Authorization": f"Bearer {token}"}
 
 
 class LiveServer:

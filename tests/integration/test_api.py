@@ -177,14 +177,14 @@ async def test_cancelling_a_queued_job_then_cancelling_again_is_a_409(env: Env) 
         job = (await client.post("/api/v1/runbooks/quick/jobs", json={})).json()
         assert job["status"] == "queued"
 
-        response = await client.post(
-            f"/api/v1/jobs/{job['id']}/cancel", json={"comment": "not today"}, headers={"X-Actor": "ops"}
-        )
+        response = await client.post(f"/api/v1/jobs/{job['id']}/cancel", json={"comment": "not today"})
         assert response.status_code == 200
         cancelled = response.json()
         assert cancelled["status"] == "cancelled"
         assert cancelled["finished_at"] is not None
-        assert [(a["actor"], a["action"], a["comment"]) for a in cancelled["audit"]] == [("ops", "cancel", "not today")]
+        assert [(a["actor"], a["action"], a["comment"]) for a in cancelled["audit"]] == [
+            ("token:admin", "cancel", "not today")
+        ]
 
         again = await client.post(f"/api/v1/jobs/{job['id']}/cancel")
         assert again.status_code == 409

@@ -21,7 +21,7 @@ from orchestrator.db.engine import reading, writing
 from orchestrator.db.migrate import upgrade
 from orchestrator.states import JobStatus
 from orchestrator.transitions import move
-from tests.integration.conftest import Env, live_server, open_env, prepare
+from tests.integration.conftest import Env, bearer, live_server, open_env, prepare
 
 POSTGRES = os.environ.get("ORCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 ROUNDS = 100
@@ -72,7 +72,10 @@ async def test_two_concurrent_actions_record_exactly_one_transition(any_db_env: 
     env = any_db_env
     env.write(RUNBOOK)
     job_ids = [await waiting_job(env) for _ in range(ROUNDS if second == "cancel" else ROUNDS // 4)]
-    async with live_server(env.settings) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+    async with (
+        live_server(env.settings) as url,
+        httpx.AsyncClient(base_url=url, timeout=30, headers=await bearer(env.settings)) as http,
+    ):
         for job_id in job_ids:
             answers = await asyncio.gather(
                 # both people saw the job waiting for approval

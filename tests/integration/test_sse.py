@@ -9,7 +9,7 @@ import httpx
 
 from orchestrator.db.engine import reading
 from orchestrator.events import read_after
-from tests.integration.conftest import Env, live_server
+from tests.integration.conftest import Env, bearer, live_server
 from tests.support import Event, sse
 
 FLOW = """
@@ -82,7 +82,10 @@ async def test_the_job_stream_sends_a_snapshot_then_live_events_and_replays_exac
     env: Env,
 ) -> None:
     env.write(FLOW)
-    async with live_server(env.settings) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
+    async with (
+        live_server(env.settings) as base,
+        httpx.AsyncClient(base_url=base, timeout=30, headers=await bearer(env.settings)) as http,
+    ):
         created = await http.post("/api/v1/runbooks/flow/jobs", json={})
         assert created.status_code == 201
         job_id = created.json()["id"]
@@ -115,7 +118,10 @@ async def test_the_job_stream_sends_a_snapshot_then_live_events_and_replays_exac
 
 async def test_the_all_jobs_stream_carries_status_changes_and_reports(env: Env) -> None:
     env.write(FLOW)
-    async with live_server(env.settings) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
+    async with (
+        live_server(env.settings) as base,
+        httpx.AsyncClient(base_url=base, timeout=30, headers=await bearer(env.settings)) as http,
+    ):
         connected = asyncio.Event()
         job_id: str | None = None
 
@@ -146,6 +152,9 @@ async def test_the_all_jobs_stream_carries_status_changes_and_reports(env: Env) 
 
 
 async def test_a_stream_of_an_unknown_job_is_a_404(env: Env) -> None:
-    async with live_server(env.settings) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
+    async with (
+        live_server(env.settings) as base,
+        httpx.AsyncClient(base_url=base, timeout=30, headers=await bearer(env.settings)) as http,
+    ):
         response = await http.get("/api/v1/jobs/nope/events")
     assert response.status_code == 404

@@ -140,7 +140,7 @@
 
   /** fetch JSON; resolves to {ok, status, data} and never throws for HTTP errors. */
   async function api(method, url, body) {
-    const headers = { Accept: "application/json" };
+    const headers = { Accept: "application/json", "X-Source": "ui" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const token = csrfToken();
     if (token && method !== "GET") headers["X-CSRF-Token"] = token;
@@ -154,6 +154,11 @@
       });
     } catch (error) {
       return { ok: false, status: 0, data: { error: "The server could not be reached. Check your connection and try again." } };
+    }
+    if (response.status === 401) {
+      // the session ended (expired, or signed out elsewhere): sign in again and come back here
+      window.location.assign(`/login?next=${encodeURIComponent(location.pathname + location.search)}`);
+      return { ok: false, status: 401, data: { error: "Your session has ended; sign in again." } };
     }
     let data = null;
     const type = response.headers.get("Content-Type") || "";

@@ -18,11 +18,12 @@ async def set_values(ctx: StepContext, step: SetValues) -> dict[str, Any] | None
 
 
 async def export(ctx: StepContext, step: Export) -> dict[str, Any] | None:
+    data = ctx.mask_value(step.data)  # secret inputs never reach a file, whatever captured them
     if step.format == "json":
-        content = json.dumps(step.data, indent=2, ensure_ascii=False, default=str).encode()
+        content = json.dumps(data, indent=2, ensure_ascii=False, default=str).encode()
         mime = "application/json"
     else:
-        content = _csv(step.data).encode()
+        content = _csv(data).encode()
         mime = "text/csv"
     name = step.filename if step.filename.endswith(f".{step.format}") else f"{step.filename}.{step.format}"
     row = ctx.save("export", name, content, mime)

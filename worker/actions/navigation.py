@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
-from urllib.parse import urlsplit
 
 from playwright.async_api import Error as PlaywrightError
 
@@ -13,17 +12,10 @@ from orchestrator.runbooks.steps import Goto, Sleep, WaitFor
 from worker.actions.locate import _first_line, locate
 from worker.context import StepContext
 
-ALLOWED_SCHEMES = ("http", "https")
-
-
-def check_url(url: str) -> None:
-    scheme = urlsplit(url).scheme.lower()
-    if scheme not in ALLOWED_SCHEMES:
-        raise StepError(f"The URL {url!r} is refused: only http and https pages may be opened.")
-
 
 async def goto(ctx: StepContext, step: Goto) -> dict[str, Any] | None:
-    check_url(step.url)
+    if why := ctx.policy.refusal(step.url):
+        raise StepError(f"The URL {step.url!r} is refused: {why}.")
     page = await ctx.page()
     try:
         response = await page.goto(step.url, wait_until=step.wait_until, timeout=ctx.timeout_ms)

@@ -1,0 +1,273 @@
+"""Who may do what: users with scrypt password hashes, API tokens stored hashed, roles mapped to
+permissions (SPEC §9), and server-side sessions whose id alone travels in a signed cookie."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orchestrator.db import tables as t
+from orchestrator.db.engine import reading, writing
+from orchestrator.db.tables import utcnow
+from orchestrator.errors import InvalidInput
+
+VIEW, RUN, CONTROL, APPROVE, EDIT = "job:view", "job:run", "job:control", "job:approve", "job:edit"
+USERS, TOKENS = "users", "tokens"
+ROLES: dict[str, frozenset[str]] = {
+    "viewer": frozenset({VIEW}),
+    "operator": frozenset({VIEW, RUN, CONTROL}),
+    "approver": frozenset({VIEW, APPROVE}),
+    "admin": frozenset({VIEW, RUN, CONTROL, APPROVE, EDIT, USERS, TOKENS}),
+}
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
+TOKEN_PREFIX = "orch_"
+SESSION_TTL = timedelta(days=7)
+#: scrypt cost: about 60 ms and 32 MiB per hash here; stored with each hash, so it can be raised later.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+MIN_PASSWORD = 8
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The one making a request: a signed-in user, an API token, or a local command-line user."""
+
+    name: str
+    role: str
+    kind: str  # user | token | cli
+    session_id: str | None = None
+
+    @property
+    def permissions(self) -> frozenset[str]:
+        return ROLES.get(self.role, frozenset())
+
+    def can(self, permission: str) -> bool:
+        return permission in self.permissions
+
+    @property
+    def actor(self) -> str:
+        """How the audit log and `created_by` name this principal."""
+        return {"user": self.name, "token": f"token:{self.name}"}.get(self.kind, f"{self.kind}:{self.name}")
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise InvalidInput({"role": f"must be one of {', '.join(ROLES)}"})
+    return role
+
+
+def check_name(name: str, field: str = "name") -> str:
+    if not NAME.match(name):
+        raise InvalidInput({field: "must be 1-100 letters, digits or . _ @ -, starting with a letter or digit"})
+    return name
+
+
+# -- passwords -------------------------------------------------------------------------------
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        computed = _scrypt(password, base64.b64decode(salt), int(n), int(r), int(p))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(computed, base64.b64decode(digest))
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=128 * n * r * 2, dklen=32)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against when the user does not exist, so a wrong name costs as long as a wrong password."""
+    return hash_password(secrets.token_urlsafe(16))
+
+
+def check_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInput({"password": f"must be at least {MIN_PASSWORD} characters"})
+    if len(password) > 1024:
+        raise InvalidInput({"password": "must be at most 1024 characters"})
+    return password
+
+
+# -- users -----------------------------------------------------------------------------------
+
+
+async def add_user(engine: AsyncEngine, name: str, role: str, password: str) -> None:
+    check_name(name, "username")
+    check_role(role)
+    check_password(password)
+    now = utcnow()
+    try:
+        async with writing(engine) as conn:
+            await conn.execute(
+                insert(t.users).values(
+                    name=name, role=role, password_hash=hash_password(password), created_at=now, updated_at=now
+                )
+            )
+    except IntegrityError:
+        raise InvalidInput({"username": f"a user named {name} already exists"}) from None
+
+
+async def set_password(engine: AsyncEngine, name: str, password: str) -> None:
+    check_password(password)
+    async with writing(engine) as conn:
+        changed = await conn.execute(
+            update(t.users)
+            .where(t.users.c.name == name)
+            .values(password_hash=hash_password(password), updated_at=utcnow())
+        )
+        if changed.rowcount != 1:
+            raise InvalidInput({"username": f"no user is named {name}"})
+        await conn.execute(delete(t.sessions).where(t.sessions.c.user_name == name))  # sign out everywhere
+
+
+async def list_users(engine: AsyncEngine) -> list[dict[str, Any]]:
+    async with reading(engine) as conn:
+        rows = await conn.execute(select(t.users.c.name, t.users.c.role, t.users.c.created_at).order_by(t.users.c.name))
+        return [dict(r._mapping) for r in rows]
+
+
+async def count_users(engine: AsyncEngine) -> int:
+    async with reading(engine) as conn:
+        return int((await conn.execute(select(func.count()).select_from(t.users))).scalar() or 0)
+
+
+async def login(engine: AsyncEngine, name: str, password: str) -> tuple[Principal, str] | None:
+    """Check a name and password; on success open a session and return it with its id."""
+    async with reading(engine) as conn:
+        row = (await conn.execute(select(t.users).where(t.users.c.name == name))).mappings().first()
+    if row is None:
+        verify_password(password, _dummy_hash())
+        return None
+    if not verify_password(password, row["password_hash"]):
+        return None
+    session_id = secrets.token_urlsafe(32)
+    now = utcnow()
+    async with writing(engine) as conn:
+        await conn.execute(
+            insert(t.sessions).values(
+                id=_digest(session_id), user_name=name, created_at=now, expires_at=now + SESSION_TTL
+            )
+        )
+    return Principal(name, row["role"], "user", session_id), session_id
+
+
+async def session_principal(engine: AsyncEngine, session_id: str) -> Principal | None:
+    async with reading(engine) as conn:
+        row = (
+            await conn.execute(
+                select(t.users.c.name, t.users.c.role, t.sessions.c.expires_at)
+                .join(t.users, t.users.c.name == t.sessions.c.user_name)
+                .where(t.sessions.c.id == _digest(session_id))
+            )
+        ).first()
+    if row is None or _aware(row.expires_at) < utcnow():
+        return None
+    return Principal(row.name, row.role, "user", session_id)
+
+
+async def logout(engine: AsyncEngine, session_id: str) -> None:
+    async with writing(engine) as conn:
+        await conn.execute(delete(t.sessions).where(t.sessions.c.id == _digest(session_id)))
+
+
+# -- API tokens ------------------------------------------------------------------------------
+
+
+async def create_token(engine: AsyncEngine, name: str, role: str, created_by: str) -> str:
+    """A new token; only its hash is stored, so this is the one time it can be shown."""
+    check_name(name)
+    check_role(role)
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    async with writing(engine) as conn:
+        await conn.execute(
+            insert(t.tokens).values(
+                id=secrets.token_hex(8),
+                name=name,
+                role=role,
+                token_hash=_digest(token),
+                created_by=created_by,
+                created_at=utcnow(),
+            )
+        )
+    return token
+
+
+async def token_principal(engine: AsyncEngine, token: str) -> Principal | None:
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    async with reading(engine) as conn:
+        row = (
+            await conn.execute(
+                select(t.tokens.c.name, t.tokens.c.role).where(
+                    t.tokens.c.token_hash == _digest(token), t.tokens.c.revoked_at.is_(None)
+                )
+            )
+        ).first()
+    return Principal(row.name, row.role, "token") if row else None
+
+
+async def list_tokens(engine: AsyncEngine) -> list[dict[str, Any]]:
+    async with reading(engine) as conn:
+        rows = await conn.execute(
+            select(
+                t.tokens.c.id, t.tokens.c.name, t.tokens.c.role, t.tokens.c.created_at, t.tokens.c.revoked_at
+            ).order_by(t.tokens.c.created_at)
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+async def revoke_token(engine: AsyncEngine, token_id: str) -> bool:
+    async with writing(engine) as conn:
+        changed = await conn.execute(
+            update(t.tokens)
+            .where(t.tokens.c.id == token_id, t.tokens.c.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        return changed.rowcount == 1
+
+
+# -- CSRF ------------------------------------------------------------------------------------
+
+
+def csrf_token(secret_key: str, session_id: str) -> str:
+    """Bound to the session: derived from its id with the server's key, so nothing more is stored."""
+    return hmac.new(secret_key.encode(), b"csrf:" + session_id.encode(), hashlib.sha256).hexdigest()
+
+
+def csrf_ok(secret_key: str, session_id: str, presented: str | None) -> bool:
+    return bool(presented) and hmac.compare_digest(csrf_token(secret_key, session_id), str(presented))
+
+
+def _digest(secret: str) -> str:
+    """Tokens and session ids are long random strings: a plain SHA-256 is a safe way to store them."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _aware(value: Any) -> Any:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,0 +1,245 @@
+"""Authentication for every request (bearer token or session cookie), permission checks per route,
+CSRF for cookie-authenticated writes, rate limits, and the login and logout pages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from itsdangerous import BadSignature, TimestampSigner
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from orchestrator import auth
+from orchestrator.auth import Principal
+from orchestrator.errors import Forbidden, NotSignedIn, TooManyRequests
+
+log = logging.getLogger(__name__)
+
+COOKIE = "orch_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class WebUser(BaseUser):
+    """What `request.user` is: the principal, for templates (`user.name`, `user.role`, `user.permissions`)."""
+
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+        self.name = principal.name
+        self.role = principal.role
+        self.permissions = principal.permissions
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.name
+
+
+class Backend(AuthenticationBackend):
+    """Bearer token first, then the session cookie. A bad token is not an error here: the route answers
+    401, as it does without credentials."""
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
+        principal = await _principal(conn)
+        if principal is None:
+            return None
+        return AuthCredentials(sorted(principal.permissions)), WebUser(principal)
+
+
+async def _principal(conn: HTTPConnection) -> Principal | None:
+    svc = conn.app.state.svc
+    header = conn.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        return await auth.token_principal(svc.engine, header[7:].strip())
+    cookie = conn.cookies.get(COOKIE)
+    if not cookie:
+        return None
+    try:
+        session_id = _signer(conn).unsign(cookie, max_age=int(auth.SESSION_TTL.total_seconds())).decode()
+    except BadSignature:
+        return None
+    return await auth.session_principal(svc.engine, session_id)
+
+
+def _signer(conn: HTTPConnection) -> TimestampSigner:
+    return TimestampSigner(conn.app.state.settings.secret_key, salt="orch-session")
+
+
+def principal_of(request: HTTPConnection) -> Principal | None:
+    user = request.scope.get("user")
+    return user.principal if isinstance(user, WebUser) else None
+
+
+def require(request: Request, permission: str | None = None) -> Principal:
+    """The principal of this request, which must be signed in and, if given, hold `permission`."""
+    principal = principal_of(request)
+    if principal is None:
+        raise NotSignedIn()
+    if permission and not principal.can(permission):
+        raise Forbidden(
+            f"Your role ({principal.role}) does not allow this: it needs the permission {permission}.",
+            permission=permission,
+        )
+    return principal
+
+
+def guard(permission: str | None, endpoint: Endpoint, *, page: bool = False) -> Endpoint:
+    """Wrap a route: sign-in required (pages redirect to /login), the permission checked, and a
+    cookie-authenticated write must carry a CSRF token and come from this site."""
+
+    async def guarded(request: Request) -> Response:
+        if page and principal_of(request) is None:
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+        principal = require(request, None)
+        if request.method not in SAFE_METHODS and principal.kind == "user":
+            await check_csrf(request, principal)
+        require(request, permission)
+        return await endpoint(request)
+
+    guarded.__name__ = getattr(endpoint, "__name__", "guarded")
+    return guarded
+
+
+async def check_csrf(request: Request, principal: Principal) -> None:
+    check_same_origin(request)
+    presented = request.headers.get("x-csrf-token")
+    if presented is None and _is_form(request):
+        presented = str((await request.form()).get("csrf_token") or "")
+    if principal.session_id is None or not auth.csrf_ok(
+        request.app.state.settings.secret_key, principal.session_id, presented
+    ):
+        raise Forbidden("This request lacks a valid CSRF token; reload the page and try again.")
+
+
+def check_same_origin(request: Request) -> None:
+    """A browser sends Origin (or at least Referer) with a write; it must name this site."""
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if not source or source == "null":
+        raise Forbidden("Cross-site request refused: it names no Origin or Referer.")
+    parts = urlsplit(source)
+    origin = f"{parts.scheme}://{parts.netloc}".lower()
+    own = {f"{request.url.scheme}://{request.url.netloc}".lower()}
+    public = urlsplit(request.app.state.settings.public_url)
+    own.add(f"{public.scheme}://{public.netloc}".lower())
+    if origin not in own:
+        raise Forbidden(f"Cross-site request refused: it comes from {origin}.")
+
+
+def _is_form(request: Request) -> bool:
+    kind = request.headers.get("content-type", "")
+    return kind.startswith("application/x-www-form-urlencoded") or kind.startswith("multipart/form-data")
+
+
+# -- rate limits -----------------------------------------------------------------------------
+
+_HIT = """
+local n = redis.call('incr', KEYS[1])
+if n == 1 then redis.call('expire', KEYS[1], ARGV[1]) end
+return {n, redis.call('ttl', KEYS[1])}
+"""
+
+
+async def rate_limit(redis: Redis, key: str, limit: int, window_s: int = 60) -> None:
+    """At most `limit` hits per window for `key`, counted in Redis so every web process shares them.
+    With Redis away the limit is not enforced (logged), rather than refusing everyone."""
+    if limit <= 0:
+        return
+    try:
+        count, ttl = await redis.eval(_HIT, 1, f"orch:rate:{key}", str(window_s))  # type: ignore[misc]
+    except (RedisError, OSError) as exc:
+        log.warning("rate limit %s not checked: %s", key, exc)
+        return
+    if int(count) > limit:
+        retry = max(int(ttl), 1)
+        raise TooManyRequests(f"Too many requests; try again in {retry} s.", retry_after=retry)
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+# -- pages -----------------------------------------------------------------------------------
+
+
+def template_context(request: Request) -> dict[str, Any]:
+    """For every page: who is signed in, what they may do, and the CSRF token of their session."""
+    principal = principal_of(request)
+    if principal is None:
+        return {"user": None, "permissions": frozenset(), "csrf_token": None}
+    token = (
+        auth.csrf_token(request.app.state.settings.secret_key, principal.session_id) if principal.session_id else None
+    )
+    return {"user": request.scope["user"], "permissions": principal.permissions, "csrf_token": token}
+
+
+def _next(raw: str | None) -> str:
+    """Only a path on this site: never `//other.example` or `https://…`."""
+    if not raw or not raw.startswith("/") or raw.startswith("//") or "\\" in raw:
+        return "/jobs"
+    return raw
+
+
+async def login_page(request: Request) -> Response:
+    target = _next(request.query_params.get("next"))
+    if principal_of(request) is not None:
+        return RedirectResponse(target, status_code=303)
+    return _login_form(request, target)
+
+
+def _login_form(
+    request: Request, target: str, error: str | None = None, username: str = "", status: int = 200
+) -> Response:
+    return request.app.state.templates.TemplateResponse(
+        request, "login.html", {"next": target, "error": error, "username": username}, status_code=status
+    )
+
+
+async def login_submit(request: Request) -> Response:
+    check_same_origin(request)
+    svc = request.app.state.svc
+    await rate_limit(svc.redis, f"login:{client_address(request)}", request.app.state.settings.login_rate)
+    form = await request.form()
+    username, password = str(form.get("username") or "")[:200], str(form.get("password") or "")[:1024]
+    target = _next(str(form.get("next") or ""))
+    opened = await auth.login(svc.engine, username, password) if username and password else None
+    if opened is None:
+        return _login_form(request, target, "Wrong username or password.", username, status=401)
+    _, session_id = opened
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        COOKIE,
+        _signer(request).sign(session_id).decode(),
+        max_age=int(auth.SESSION_TTL.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+async def logout(request: Request) -> Response:
+    principal = principal_of(request)
+    if principal is not None and principal.session_id:
+        await auth.logout(request.app.state.svc.engine, principal.session_id)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+ROUTES = [
+    Route("/login", login_page, methods=["GET"]),
+    Route("/login", login_submit, methods=["POST"]),
+    Route("/logout", guard(None, logout), methods=["POST"]),
+]
