@@ -7,18 +7,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select, text
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from orchestrator import jobs, scheduler
-from orchestrator.auth import RUN, VIEW
+from orchestrator import history, ingest, jobs, scheduler
+from orchestrator.auth import EDIT, RUN, VIEW
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
 from orchestrator.errors import ArtifactNotFound, InvalidInput, OrchestratorError
 from orchestrator.services import Services
 from orchestrator.states import PERMISSIONS, Action, JobStatus
-from orchestrator.views import runbook_view
+from orchestrator.views import artifact_view, runbook_view
 from web import sse
 from web.auth import guard, rate_limit, require
 
@@ -185,6 +186,43 @@ async def artifact(request: Request) -> Response:
     )
 
 
+async def runbook_history(request: Request) -> JSONResponse:
+    sort, limit, start = history.parse_query(request.query_params)
+    return JSONResponse(await history.page(_svc(request), request.path_params["name"], sort, limit, start))
+
+
+async def history_entry(request: Request) -> JSONResponse:
+    name, job_id = request.path_params["name"], request.path_params["job_id"]
+    return JSONResponse(await history.one(_svc(request), name, job_id))
+
+
+async def delete_history_entry(request: Request) -> Response:
+    await history.remove(_svc(request), request.path_params["name"], request.path_params["job_id"])
+    return Response(status_code=204)
+
+
+async def ingest_job(request: Request) -> JSONResponse:
+    job, created = await ingest.report(_svc(request), await _json_body(request), _actor(request))
+    return JSONResponse(job, status_code=201 if created else 200)
+
+
+async def ingest_patch(request: Request) -> JSONResponse:
+    job_id = request.path_params["job_id"]
+    return JSONResponse(await ingest.patch(_svc(request), job_id, await _json_body(request), _actor(request)))
+
+
+async def ingest_files(request: Request) -> JSONResponse:
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InvalidInput({"file": "send the files as multipart/form-data"})
+    files = []
+    async with request.form(max_files=20, max_fields=20) as form:  # closes the spooled files
+        for _, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                files.append((value.filename or "file", await value.read(), value.content_type))
+    rows = await ingest.attach(_svc(request), request.path_params["job_id"], files)
+    return JSONResponse({"files": [artifact_view(r) for r in rows]}, status_code=201)
+
+
 INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
 
@@ -210,6 +248,9 @@ ROUTES = [
     Route("/api/v1/runbooks", guard(VIEW, list_runbooks)),
     Route("/api/v1/runbooks/{name}", guard(VIEW, get_runbook)),
     Route("/api/v1/runbooks/{name}/jobs", guard(RUN, create_job), methods=["POST"]),
+    Route("/api/v1/runbooks/{name}/history", guard(VIEW, runbook_history)),
+    Route("/api/v1/runbooks/{name}/history/{job_id}", guard(VIEW, history_entry), methods=["GET"]),
+    Route("/api/v1/runbooks/{name}/history/{job_id}", guard(EDIT, delete_history_entry), methods=["DELETE"]),
     Route("/api/v1/jobs", guard(VIEW, list_jobs)),
     Route("/api/v1/jobs/{job_id}", guard(VIEW, get_job)),
     Route("/api/v1/jobs/{job_id}/events", guard(VIEW, sse.job_stream)),
@@ -218,5 +259,8 @@ ROUTES = [
     # the permission depends on the action: checked in `act`
     Route("/api/v1/jobs/{job_id}/{action}", guard(None, act), methods=["POST"]),
     Route("/api/v1/events", guard(VIEW, sse.all_stream)),
+    Route("/api/v1/ingest/jobs", guard(RUN, ingest_job), methods=["POST"]),
+    Route("/api/v1/ingest/jobs/{job_id}", guard(RUN, ingest_patch), methods=["PATCH"]),
+    Route("/api/v1/ingest/jobs/{job_id}/files", guard(RUN, ingest_files), methods=["POST"]),
     Route("/healthz", healthz),
 ]

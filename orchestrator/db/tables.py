@@ -43,6 +43,8 @@ class Job(SQLModel, table=True):
         Index("ix_jobs_status_created", "status", "created_at"),
         Index("ix_jobs_created", "created_at"),
         UniqueConstraint("runbook", "idempotency_key", name="uq_jobs_idempotency"),
+        # a run reported from elsewhere is one job however often it is reported (external_id is NULL otherwise)
+        Index("uq_jobs_source_external", "source", "external_id", unique=True),
     )
 
     id: str = Field(primary_key=True, max_length=32)

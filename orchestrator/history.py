@@ -1,0 +1,166 @@
+"""A runbook's run history in the shape of SPEC §6: pages of entries with links, and deletion."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.engine import RowMapping
+
+from orchestrator.db import tables as t
+from orchestrator.db.engine import reading, writing
+from orchestrator.errors import InvalidInput, InvalidTransition, JobNotFound, RunbookNotFound
+from orchestrator.services import Services
+from orchestrator.states import JobStatus
+from orchestrator.views import iso
+
+SORTS = {
+    "createdAt": (t.jobs.c.created_at.asc(), t.jobs.c.id.asc()),
+    "-createdAt": (t.jobs.c.created_at.desc(), t.jobs.c.id.desc()),
+    "duration": (t.jobs.c.duration_s.is_(None), t.jobs.c.duration_s.asc(), t.jobs.c.id.asc()),
+    "-duration": (t.jobs.c.duration_s.is_(None), t.jobs.c.duration_s.desc(), t.jobs.c.id.desc()),
+}
+ACTIVE = {JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.WAITING_FOR_APPROVAL}
+
+
+def parse_query(params: Any) -> tuple[str, int, int]:
+    """sort, limit and start from query parameters; a bad one is a 422 naming it."""
+    errors: dict[str, str] = {}
+    sort = params.get("sort") or "-createdAt"
+    if sort not in SORTS:
+        errors["sort"] = f"must be one of {', '.join(SORTS)}"
+    limit = _whole(params.get("limit"), 30, 1, 200, "limit", errors)
+    start = _whole(params.get("start"), 0, 0, 10_000_000, "start", errors)
+    if errors:
+        raise InvalidInput(errors)
+    return sort, limit, start
+
+
+def _whole(raw: str | None, default: int, low: int, high: int, name: str, errors: dict[str, str]) -> int:
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(str(raw))
+    except ValueError:
+        errors[name] = "must be a whole number"
+        return default
+    if not low <= value <= high:
+        errors[name] = f"must be between {low} and {high}"
+    return value
+
+
+async def page(svc: Services, runbook: str, sort: str, limit: int, start: int) -> dict[str, Any]:
+    await _known(svc, runbook)
+    where = t.jobs.c.runbook == runbook
+    async with reading(svc.engine) as conn:
+        total = (await conn.execute(select(func.count()).select_from(t.jobs).where(where))).scalar() or 0
+        rows = (
+            (await conn.execute(select(t.jobs).where(where).order_by(*SORTS[sort]).offset(start).limit(limit)))
+            .mappings()
+            .all()
+        )
+        steps = await _steps(conn, [r["id"] for r in rows])
+    base = f"/api/v1/runbooks/{runbook}/history"
+    links: dict[str, Any] = {"self": {"href": _href(base, start, limit, sort)}}
+    if start + limit < total:
+        links["next"] = {"href": _href(base, start + limit, limit, sort)}
+    if start > 0:
+        links["prev"] = {"href": _href(base, max(0, start - limit), limit, sort)}
+    entries = [entry(r, steps.get(r["id"], [])) for r in rows]
+    return {
+        "_links": links,
+        "_embedded": {"job-history": entries},
+        "start": start,
+        "count": len(entries),
+        "total": total,
+    }
+
+
+async def one(svc: Services, runbook: str, job_id: str) -> dict[str, Any]:
+    async with reading(svc.engine) as conn:
+        row = (
+            (await conn.execute(select(t.jobs).where(t.jobs.c.id == job_id, t.jobs.c.runbook == runbook)))
+            .mappings()
+            .first()
+        )
+        if row is None:
+            raise JobNotFound(f"Runbook {runbook} has no job {job_id}.")
+        steps = await _steps(conn, [job_id])
+    return entry(row, steps.get(job_id, []))
+
+
+async def remove(svc: Services, runbook: str, job_id: str) -> None:
+    """Delete a finished job with its steps, records, events, audit, artifact rows and files."""
+    async with writing(svc.engine) as conn:
+        row = (
+            await conn.execute(select(t.jobs.c.status).where(t.jobs.c.id == job_id, t.jobs.c.runbook == runbook))
+        ).first()
+        if row is None:
+            raise JobNotFound(f"Runbook {runbook} has no job {job_id}.")
+        if JobStatus(row.status) in ACTIVE:
+            raise InvalidTransition(f"Job {job_id} is {row.status}: cancel it before deleting it.", status=row.status)
+        for table in (t.steps, t.records, t.artifacts, t.events, t.audit):
+            await conn.execute(delete(table).where(table.c.job_id == job_id))
+        await conn.execute(delete(t.jobs).where(t.jobs.c.id == job_id))
+    svc.store.delete_job(job_id)  # after the commit: a failed delete keeps the files
+
+
+def entry(row: RowMapping, steps: list[RowMapping]) -> dict[str, Any]:
+    began = row["started_at"] or row["created_at"]
+    error = row["error_message"]
+    return {
+        "id": row["id"],
+        "runbook": row["runbook"],
+        "runbook_version": row["runbook_version"],
+        "status": row["status"],
+        "success": row["status"] == JobStatus.COMPLETED.value,
+        "warnings": bool(row["warnings"]),
+        "duration": [iso(began), iso(row["finished_at"])],
+        "data": row["data"] or {},
+        "summary": row["summary"],
+        "error": {"message": error, "step_id": row["error_step_id"]} if error else None,
+        "progress": [_progress(s) for s in steps],
+        "createdAt": iso(row["created_at"]),
+    }
+
+
+def _progress(step: RowMapping) -> dict[str, Any]:
+    status = step["status"]
+    return {
+        "task": {"key": step["action"], "opts": {"id": step["step_id"], "name": step["name"] or step["step_id"]}},
+        "result": {
+            "key": status,
+            "success": status == "success",
+            "status": status,
+            "message": step["error"] or "",
+        },
+    }
+
+
+async def _steps(conn: Any, job_ids: list[str]) -> dict[str, list[RowMapping]]:
+    found: dict[str, list[RowMapping]] = {job_id: [] for job_id in job_ids}
+    if not job_ids:
+        return found
+    rows = (
+        await conn.execute(
+            select(t.steps).where(t.steps.c.job_id.in_(job_ids)).order_by(t.steps.c.job_id, t.steps.c.position)
+        )
+    ).mappings()
+    for row in rows:
+        found[row["job_id"]].append(row)
+    return found
+
+
+async def _known(svc: Services, runbook: str) -> None:
+    """A runbook has a history when it is loaded now or ever had a version (its file may be gone)."""
+    if any(v.runbook.name == runbook for v in svc.catalog.versions()):
+        return
+    async with reading(svc.engine) as conn:
+        found = (await conn.execute(select(t.versions.c.id).where(t.versions.c.runbook == runbook).limit(1))).first()
+    if found is None:
+        raise RunbookNotFound(f"No runbook is named {runbook!r}.")
+
+
+def _href(base: str, start: int, limit: int, sort: str) -> str:
+    return f"{base}?{urlencode({'start': start, 'limit': limit, 'sort': sort})}"
