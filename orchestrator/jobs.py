@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis.exceptions import RedisError
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select
+from sqlalchemy import ColumnElement, Text, and_, cast, func, insert, or_, select, text
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator import inputs as job_inputs
@@ -222,12 +222,14 @@ async def list_jobs(svc: Services, flt: JobFilter) -> dict[str, Any]:
         where.append(t.jobs.c.runbook == flt.runbook)
     if flt.source:
         where.append(t.jobs.c.source == flt.source)
-    if flt.q:
-        where.append(
-            or_(
-                t.jobs.c.runbook.contains(flt.q, autoescape=True), t.jobs.c.external_id.contains(flt.q, autoescape=True)
-            )
-        )
+    if flt.q:  # case-insensitive on both databases (SQLite's LIKE already is)
+        columns = (t.jobs.c.runbook, t.jobs.c.external_id)
+        if svc.engine.dialect.name == "postgresql":
+            where.append(or_(*(c.icontains(flt.q, autoescape=True) for c in columns)))
+        else:
+            where.append(or_(*(c.contains(flt.q, autoescape=True) for c in columns)))
+    if flt.tag:
+        where.append(_has_tag(svc.engine.dialect.name, flt.tag))
     if flt.start_from:
         where.append(t.jobs.c.created_at >= flt.start_from)
     if flt.until:
@@ -241,9 +243,17 @@ async def list_jobs(svc: Services, flt: JobFilter) -> dict[str, Any]:
         rows = (await conn.execute(query.offset(flt.start).limit(flt.limit))).mappings().all()
         total = (await conn.execute(count)).scalar() or 0
     items = [job_summary(r) for r in rows]
-    if flt.tag:
-        items = [i for i in items if flt.tag in i["tags"]]
     return {"items": items, "total": total, "start": flt.start, "count": len(items)}
+
+
+def _has_tag(dialect: str, tag: str) -> ColumnElement[bool]:
+    """Tags are a JSON list on the job: the database looks inside it (so paging and totals agree)."""
+    if dialect == "postgresql":
+        return text("CAST(jobs.tags AS JSONB) ? :tag").bindparams(tag=tag)  # type: ignore[return-value]
+    # a plain text match first (cheap), then the exact test on the rows it lets through
+    pattern = json.dumps(tag).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    exact = text("EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE json_each.value = :tag)").bindparams(tag=tag)
+    return and_(cast(t.jobs.c.tags, Text).like(f"%{pattern}%", escape="\\"), exact)  # type: ignore[arg-type]
 
 
 async def act(

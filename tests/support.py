@@ -141,3 +141,12 @@ async def sse(response: httpx.Response) -> AsyncIterator[Event]:
         elif not line.startswith(":"):
             name, _, value = line.partition(":")
             fields.setdefault(name, []).append(value[1:] if value.startswith(" ") else value)
+
+
+async def sign_in(page: Any, base_url: str, username: str, password: str) -> None:
+    """Sign in through the login form, as a person would."""
+    await page.goto(f"{base_url}/login")
+    await page.get_by_label("Username").fill(username)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(lambda url: "/login" not in url)

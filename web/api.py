@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, text
@@ -99,7 +99,8 @@ def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def _date(request: Request, name: str) -> datetime | None:
+def _date(request: Request, name: str, *, end_of_day: bool = False) -> datetime | None:
+    """An ISO date or time; a bare date as `to` means up to the end of that day."""
     raw = request.query_params.get(name)
     if not raw:
         return None
@@ -107,6 +108,8 @@ def _date(request: Request, name: str) -> datetime | None:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidInput({name: "must be an ISO 8601 date, such as 2026-01-31 or 2026-01-31T08:00:00Z"}) from None
+    if end_of_day and len(raw) == 10:
+        value += timedelta(days=1)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -120,7 +123,7 @@ def job_filter(request: Request) -> jobs.JobFilter:
         tag=q.get("tag") or None,
         source=q.get("source") or None,
         start_from=_date(request, "from"),
-        until=_date(request, "to"),
+        until=_date(request, "to", end_of_day=True),
         limit=_int(request, "limit", 50, 1, 200),
         start=_int(request, "start", 0, 0, 10_000_000),
     )

@@ -38,7 +38,8 @@ async def jobs_page(request: Request) -> Response:
         flt.status = TABS[tab]
     page = await jobs.list_jobs(svc, flt)
     await svc.catalog.refresh()
-    filters = {k: request.query_params.get(k, "") for k in ("status", "runbook", "q", "from", "to", "limit", "start")}
+    names = ("status", "runbook", "q", "tag", "source", "from", "to", "limit", "start")
+    filters = {k: request.query_params.get(k, "") for k in names}
     return _render(
         request,
         "jobs.html",

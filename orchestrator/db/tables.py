@@ -45,6 +45,7 @@ class Job(SQLModel, table=True):
         UniqueConstraint("runbook", "idempotency_key", name="uq_jobs_idempotency"),
         # a run reported from elsewhere is one job however often it is reported (external_id is NULL otherwise)
         Index("uq_jobs_source_external", "source", "external_id", unique=True),
+        Index("ix_jobs_source_created", "source", "created_at"),
     )
 
     id: str = Field(primary_key=True, max_length=32)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, async_playwright
 
 from tests.support import CHROMIUM, ROOT, env_without_orch, free_port, redis_server
 from worker.browser import CHROMIUM_ARGS
@@ -52,15 +52,6 @@ class DevApp:
 
     def api(self, role: str = "admin") -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url, timeout=30, headers={"Authorization": f"Bearer {self.token(role)}"})
-
-
-async def sign_in(page: Page, base_url: str, username: str, password: str) -> None:
-    """Sign in through the login form, as a person would."""
-    await page.goto(f"{base_url}/login")
-    await page.get_by_label("Username").fill(username)
-    await page.get_by_label("Password").fill(password)
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_url(lambda url: "/login" not in url)
 
 
 def children(pid: int) -> dict[int, str]:

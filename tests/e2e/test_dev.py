@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 from playwright.async_api import Browser, ConsoleMessage, expect
 
-from tests.e2e.conftest import RUNBOOKS, DevApp, alive, children, sign_in
-from tests.support import Event, sse
+from tests.e2e.conftest import RUNBOOKS, DevApp, alive, children
+from tests.support import Event, sign_in, sse
 
 
 async def follow(http: httpx.AsyncClient, job_id: str) -> list[Event]:

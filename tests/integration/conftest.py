@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import textwrap
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
@@ -154,6 +157,8 @@ async def http_client(settings: Settings, role: str | None = "admin") -> AsyncIt
 
 
 BASE_URL = "http://orchestrator.test"
+#: The PostgreSQL server tests that need one use (a fresh database each).
+POSTGRES = os.environ.get("ORCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 async def bearer(settings: Settings, role: str = "admin") -> dict[str, str]:
@@ -205,3 +210,26 @@ async def live_server(settings: Settings) -> AsyncIterator[str]:
         yield server.url
     finally:
         await asyncio.to_thread(server.stop)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def any_db_env(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str, site_url: str
+) -> AsyncIterator[Env]:
+    settings = await prepare(tmp_path, redis_url, site_url)
+    if request.param == "sqlite":
+        async with open_env(settings) as env:
+            yield env
+        return
+    name = f"orch_test_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(POSTGRES)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        base = POSTGRES.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+        settings = replace(settings, database_url=f"{base}/{name}")
+        await asyncio.to_thread(upgrade, settings.database_url)
+        async with open_env(settings) as env:
+            yield env
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

@@ -6,24 +6,16 @@ Run over real HTTP against uvicorn, on SQLite and on the machine's PostgreSQL, 1
 from __future__ import annotations
 
 import asyncio
-import os
-import secrets
-from collections.abc import AsyncIterator
-from dataclasses import replace
-from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
 from orchestrator import events
 from orchestrator.db.engine import reading, writing
-from orchestrator.db.migrate import upgrade
 from orchestrator.states import JobStatus
 from orchestrator.transitions import move
-from tests.integration.conftest import Env, bearer, live_server, open_env, prepare
+from tests.integration.conftest import Env, bearer, live_server
 
-POSTGRES = os.environ.get("ORCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 ROUNDS = 100
 SEEN = "waiting_for_approval"
 RUNBOOK = """
@@ -31,29 +23,6 @@ name: gate
 steps:
   - {id: ask, action: approval, message: "Go on?"}
 """
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def any_db_env(
-    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str, site_url: str
-) -> AsyncIterator[Env]:
-    settings = await prepare(tmp_path, redis_url, site_url)
-    if request.param == "sqlite":
-        async with open_env(settings) as env:
-            yield env
-        return
-    name = f"orch_test_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(POSTGRES)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        base = POSTGRES.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-        settings = replace(settings, database_url=f"{base}/{name}")
-        await asyncio.to_thread(upgrade, settings.database_url)
-        async with open_env(settings) as env:
-            yield env
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def waiting_job(env: Env) -> str:

@@ -252,3 +252,32 @@ async def test_ingesting_needs_job_run(env: Env) -> None:
         assert (await http.post("/api/v1/ingest/jobs", json=RUN)).status_code == 403
     async with http_client(env.settings, role=None) as http:
         assert (await http.post("/api/v1/ingest/jobs", json=RUN)).status_code == 401
+
+
+# -- the job list's filters ------------------------------------------------------------------
+
+
+async def test_the_job_list_filters_by_tag_source_search_and_dates_with_true_totals(any_db_env: Env) -> None:
+    env = any_db_env
+    env.write(RUNBOOK)
+    async with http_client(env.settings, role="operator") as http:
+        made = {}
+        for name, tags in (("plain", []), ("odd", ["a_b"]), ("near", ["axb"]), ("both", ["a_b", "eu"])):
+            job = (await http.post("/api/v1/runbooks/stamps/jobs", json={"tags": tags})).json()
+            made[name] = job["id"]
+        report = {**RUN, "external_id": "EXT-99", "tags": ["eu"]}
+        made["ingested"] = (await http.post("/api/v1/ingest/jobs", json=report)).json()["id"]
+
+        async def ids(query: str) -> tuple[set[str], int]:
+            page = (await http.get(f"/api/v1/jobs?{query}")).json()
+            return {i["id"] for i in page["items"]}, page["total"]
+
+        assert await ids("tag=a_b") == ({made["odd"], made["both"]}, 2)  # _ is not a wildcard
+        assert await ids("tag=eu&limit=1") == ({made["both"]}, 2)  # newest first; the total counts past the page
+        assert await ids("source=uipath") == ({made["ingested"]}, 1)
+        assert await ids("q=ext-9") == ({made["ingested"]}, 1)
+        assert (await ids("q=stamps"))[1] == 4
+        assert (await ids("from=2026-11-01&to=2026-11-01"))[0] == {made["ingested"]}  # a bare `to` is that whole day
+        assert (await ids("to=2026-10-31"))[1] == 0
+        bad = await http.get("/api/v1/jobs?from=last-week")
+        assert bad.status_code == 422 and "from" in bad.json()["fields"]

@@ -21,7 +21,7 @@ from orchestrator import auth, jobs
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
 from tests.integration.conftest import Env, bearer, http_client, live_server, step
-from tests.support import CHROMIUM, sse
+from tests.support import CHROMIUM, sign_in, sse
 from worker.browser import CHROMIUM_ARGS
 
 TYPED = """
@@ -326,11 +326,8 @@ async def test_hostile_captured_text_is_shown_as_text_and_runs_no_script(env: En
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page()
-            await page.goto(f"{url}/login?next=/jobs/{job['id']}")
-            await page.get_by_label("Username").fill("watcher")
-            await page.get_by_label("Password").fill("watcher-password")
-            await page.get_by_role("button", name="Sign in").click()
-            await page.wait_for_url(f"**/jobs/{job['id']}")
+            await sign_in(page, url, "watcher", "watcher-password")
+            await page.goto(f"{url}/jobs/{job['id']}")
             await page.wait_for_load_state("networkidle")
             assert await page.evaluate("window.__xss") is None
             body = await page.inner_text("body")

@@ -297,12 +297,20 @@
     const pending = new Set();
     const refreshTimers = new Map();
 
-    const accepts = (tbody, status, runbook) => {
+    const accepts = (tbody, status, runbook, job) => {
       const { tab = "all", filterStatus = "", filterRunbook = "", firstPage = "true" } = tbody.dataset;
+      const { filterTag = "", filterSource = "", filterQ = "", filterTo = "" } = tbody.dataset;
       if (firstPage !== "true") return false;
       if (tab !== "all" && !(TAB_STATUSES[tab] || [tab]).includes(status)) return false;
       if (filterStatus && status !== filterStatus) return false;
       if (runbook !== undefined && filterRunbook && runbook !== filterRunbook) return false;
+      if (job) {
+        if (filterTag && !(job.tags || []).includes(filterTag)) return false;
+        if (filterSource && job.source !== filterSource) return false;
+        const q = filterQ.toLowerCase();
+        if (q && !`${job.runbook} ${job.external_id || ""}`.toLowerCase().includes(q)) return false;
+        if (filterTo && job.created_at && job.created_at.slice(0, filterTo.length) > filterTo) return false;
+      }
       return true;
     };
 
@@ -334,7 +342,7 @@
         if (!res.ok || !isObject(res.data)) return;
         const job = res.data;
         for (const tbody of tbodies) {
-          if (findRow(tbody, job.id) || !accepts(tbody, job.status, job.runbook)) continue;
+          if (findRow(tbody, job.id) || !accepts(tbody, job.status, job.runbook, job)) continue;
           for (const empty of $$("tr.empty-row", tbody)) empty.remove();
           const row = jobRow(job);
           row.classList.add("row-new");
