@@ -167,13 +167,12 @@ async def _insert(
     )
     async with writing(svc.engine) as conn:
         await conn.execute(insert(t.jobs).values(**row))
-        await conn.execute(
-            insert(t.steps),
-            [
-                {"job_id": job_id, "position": i, "step_id": sid, "name": name, "action": action, "status": "pending"}
-                for i, (sid, name, action) in enumerate(steps)
-            ],
-        )
+        rows = [
+            {"job_id": job_id, "position": i, "step_id": sid, "name": name, "action": action, "status": "pending"}
+            for i, (sid, name, action) in enumerate(steps)
+        ]
+        if rows:
+            await conn.execute(insert(t.steps), rows)
         if attachments:
             await conn.execute(insert(t.artifacts), attachments)
         await append(conn, [event])
@@ -356,6 +355,11 @@ async def rerun(svc: Services, job_id: str, actor: str) -> dict[str, Any]:
         old = (await conn.execute(select(t.jobs).where(t.jobs.c.id == job_id))).mappings().first()
         if old is None:
             raise JobNotFound(f"No job has the id {job_id}.")
+        if old["version_id"] is None:
+            raise InvalidTransition(
+                f"Job {job_id} was reported by {old['source']}, not run here: it cannot be re-run here.",
+                status=old["status"],
+            )
         steps = (
             (await conn.execute(select(t.steps).where(t.steps.c.job_id == job_id).order_by(t.steps.c.position)))
             .mappings()

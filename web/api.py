@@ -147,7 +147,7 @@ async def act(request: Request) -> JSONResponse:
     if comment is not None and (not isinstance(comment, str) or len(comment) > 2000):
         raise InvalidInput({"comment": "must be a string of at most 2000 characters"})
     seen = body.get("expected_status") if isinstance(body, dict) else None
-    if seen is not None and seen not in {s.value for s in JobStatus}:
+    if seen is not None and (not isinstance(seen, str) or seen not in {s.value for s in JobStatus}):
         raise InvalidInput({"expected_status": f"must be one of {', '.join(s.value for s in JobStatus)}"})
     job_id = request.path_params["job_id"]
     actor = require(request, PERMISSIONS[action]).actor

@@ -18,7 +18,7 @@ from orchestrator.config import Settings
 from orchestrator.events import Hub
 from orchestrator.services import Services
 from orchestrator.states import JobStatus, StepStatus, allowed_actions
-from web import api, auth, pages
+from web import api, auth, openapi, pages
 from web.errors import HANDLERS
 from web.security import BodyLimit, SecurityHeaders
 
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     routes = [
         *auth.ROUTES,
+        *openapi.ROUTES,
         *api.ROUTES,
         *pages.ROUTES,
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html as html_text
 from datetime import timedelta
 from typing import Any
 
@@ -281,3 +282,33 @@ async def test_the_job_list_filters_by_tag_source_search_and_dates_with_true_tot
         assert (await ids("to=2026-10-31"))[1] == 0
         bad = await http.get("/api/v1/jobs?from=last-week")
         assert bad.status_code == 422 and "from" in bad.json()["fields"]
+
+
+async def test_an_ingested_job_cannot_be_rerun_here_and_odd_action_bodies_are_422(env: Env) -> None:
+    async with http_client(env.settings, role="admin") as http:
+        job = (await http.post("/api/v1/ingest/jobs", json=RUN)).json()
+        again = await http.post(f"/api/v1/jobs/{job['id']}/rerun")
+        assert again.status_code == 409 and "uipath" in again.json()["error"]
+        odd = await http.post(f"/api/v1/jobs/{job['id']}/cancel", json={"expected_status": {}})
+        assert odd.status_code == 422 and "expected_status" in odd.json()["fields"]
+
+
+async def test_an_ingested_jobs_page_shows_its_summary_records_files_tags_and_data(env: Env) -> None:
+    async with http_client(env.settings, role="viewer") as viewer, http_client(env.settings, role="operator") as op:
+        job = (await op.post("/api/v1/ingest/jobs", json=RUN)).json()
+        await op.post(f"/api/v1/ingest/jobs/{job['id']}/files", files=[("file", ("robot.log", b"ok", "text/plain"))])
+        page = await viewer.get(f"/jobs/{job['id']}", headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    html = page.text
+    for shown in (
+        "invoice-bot",
+        "uipath",
+        "RPA-VM-07",
+        "run-4711",
+        "2 of 3 invoices booked",
+        "INV-2",
+        "Vendor unknown",
+    ):
+        assert shown in html, shown
+    assert "robot.log" in html and "finance" in html
+    assert '"batch": 17' in html_text.unescape(html)  # the custom data, pretty-printed
