@@ -106,6 +106,7 @@ def record_view(row: RowMapping) -> dict[str, Any]:
         "result": row["result"],
         "error": row["error"],
         "processed_at": iso(row["processed_at"]),
+        "screenshot_url": artifact_url(row["job_id"], row["artifact_id"]) if row.get("artifact_id") else None,
     }
 
 

@@ -29,6 +29,7 @@ from worker.committer import Fence, Statement, Write
 from worker.context import StepContext
 from worker.deps import Deps
 from worker.people import PeopleMixin
+from worker.records import RecordsMixin, is_loop, summary_of_records
 from worker.rows import (
     INSERT_ARTIFACT,
     UPDATE_CHECKPOINT,
@@ -69,9 +70,10 @@ class Tally:
     first_error: tuple[str, str] | None = None  # (step id, message) of the failure that ended the job
     warnings: bool = False
     counts: dict[str, int] = field(default_factory=lambda: {"total": 0, "succeeded": 0, "failed": 0, "skipped": 0})
+    failed_records: list[tuple[str, str]] = field(default_factory=list)  # (record id, error), in order
 
 
-class Executor(PeopleMixin):
+class Executor(PeopleMixin, RecordsMixin):
     def __init__(self, deps: Deps, job_id: str, attempt: int) -> None:
         self.deps = deps
         self.job_id = job_id
@@ -268,8 +270,8 @@ class Executor(PeopleMixin):
         if isinstance(prepared, StepOutcome):
             return prepared, None
         typed, fn = prepared
-        if typed.waits_for_person:
-            return await self._wait_for_person(ctx, fn, typed)
+        if is_loop(typed) or typed.waits_for_person:  # a loop's nested steps have their own limits and retries
+            return await self._untimed(ctx, self._looping(runbook, scope) if is_loop(typed) else fn, typed)
         step_timeout = float(typed.timeout or runbook.settings.step_timeout)
         retries = int(typed.retries if typed.retries is not None else runbook.settings.retries)
         error = ""
@@ -312,6 +314,9 @@ class Executor(PeopleMixin):
                 ctx.log("warning", f"Step {step.id} failed ({error}); retrying.")
         return StepOutcome(StepStatus.FAILED, error), None
 
+    def _looping(self, runbook: Runbook, scope: dict[str, Any]) -> Any:
+        return lambda ctx, step: self._for_each(step, runbook, scope, ctx.secrets)
+
     def _prepare(self, step: StepBase, scope: dict[str, Any], ctx: StepContext) -> StepOutcome | tuple[StepBase, Any]:
         """The rendered step and its action, or the outcome that ends it before it runs."""
         try:
@@ -320,19 +325,22 @@ class Executor(PeopleMixin):
             typed = self._typed(step, scope)
         except StepError as exc:
             return StepOutcome(StepStatus.FAILED, ctx.mask_text(exc.message))
+        if is_loop(typed):
+            return typed, None
         if typed.action not in self.deps.registry:
             return StepOutcome(StepStatus.FAILED, f"The action {typed.action} is not supported by this worker.")
         return typed, self.deps.registry.get(typed.action)[1]
 
-    async def _wait_for_person(self, ctx: StepContext, fn: Any, typed: StepBase) -> tuple[StepOutcome, Any]:
-        """A step that waits for a person (approval): no step time limit, no retries."""
+    async def _untimed(self, ctx: StepContext, fn: Any, typed: StepBase) -> tuple[StepOutcome, Any]:
+        """A step that waits for a person (approval) or loops over records: no step time limit, no retries."""
         try:
             self._step_task = asyncio.create_task(fn(ctx, typed))
             return StepOutcome(StepStatus.SUCCESS), await self._step_task
         except asyncio.CancelledError:
             if not self.cancelled:
                 raise
-            return StepOutcome(StepStatus.CANCELLED, "Cancelled while waiting for approval."), None
+            what = "waiting for approval" if typed.waits_for_person else "running"
+            return StepOutcome(StepStatus.CANCELLED, f"Cancelled while {what}."), None
         except StepError as exc:
             return StepOutcome(StepStatus.FAILED, ctx.mask_text(exc.message)), None
         finally:
@@ -488,7 +496,7 @@ class Executor(PeopleMixin):
     def _seal(self, checkpoint: dict[str, Any]) -> dict[str, Any]:
         """The page's URL and cookies can hold secrets (a token in a query, a session cookie): they are
         stored encrypted, like secret inputs. The position and loss count stay readable."""
-        private = {k: checkpoint[k] for k in ("url", "storage") if k in checkpoint}
+        private: dict[str, Any] = {k: checkpoint[k] for k in ("url", "storage") if k in checkpoint}
         public = {k: v for k, v in checkpoint.items() if k not in private}
         return {**public, "sealed": self.deps.svc.box.seal(private)}
 
@@ -529,7 +537,10 @@ class Executor(PeopleMixin):
             "duration_s": round(elapsed, 3),
         }
         summary = summary_of(runbook, status, fatal, metrics)
+        if self.tally.counts["total"] and status is JobStatus.COMPLETED:
+            summary = summary_of_records(self.tally.counts, self.tally.failed_records)
         values = {
+            "record_counts": self.tally.counts,
             "finished_at": utcnow(),
             "duration_s": round(elapsed, 3),
             "metrics": metrics,

@@ -115,6 +115,7 @@ class JobRecord(SQLModel, table=True):
     result: Any = _json()
     error: str | None = Field(default=None, sa_type=Text)
     processed_at: datetime | None = _when(default=None)
+    artifact_id: str | None = Field(default=None, max_length=32)  # the screenshot after its last step
 
 
 class Artifact(SQLModel, table=True):

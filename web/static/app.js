@@ -717,29 +717,53 @@
       }
     }
 
+    function recordRow(r) {
+      const name = el("td", {}, el("span", { class: "strong" }, r.record_name || r.record_id || "—"));
+      if (r.record_name && r.record_id) name.append(el("div", { class: "sub mono" }, r.record_id));
+      const hasResult = r.result !== null && r.result !== undefined && !(isObject(r.result) && Object.keys(r.result).length === 0);
+      const shot = r.screenshot_url ? el("a", { href: r.screenshot_url, target: "_blank", rel: "noopener" }, "screenshot") : "";
+      const row = el(
+        "tr",
+        { "data-sequence": String(r.sequence ?? ""), "data-status": r.status || "" },
+        el("td", { class: "num" }, r.sequence ?? ""),
+        name,
+        el("td", {}, badge(r.status)),
+        el("td", {}, hasResult ? el("code", { class: "inline-json", title: JSON.stringify(r.result) }, JSON.stringify(r.result)) : el("span", { class: "muted" }, "—")),
+        el("td", { class: "error-text" }, errorText(r.error)),
+        el("td", {}, timeEl(r.processed_at), shot ? " " : "", shot),
+      );
+      const wanted = role("records-filter")?.value || "";
+      row.hidden = Boolean(wanted) && r.status !== wanted;
+      return row;
+    }
+
     function renderRecords(records) {
       const section = role("records-section");
       const body = role("records");
       if (!section || !body || !Array.isArray(records)) return;
       section.hidden = records.length === 0;
       clear(body);
-      for (const r of records) {
-        const name = el("td", {}, el("span", { class: "strong" }, r.record_name || r.record_id || "—"));
-        if (r.record_name && r.record_id) name.append(el("div", { class: "sub mono" }, r.record_id));
-        const hasResult = r.result !== null && r.result !== undefined && !(isObject(r.result) && Object.keys(r.result).length === 0);
-        body.append(
-          el(
-            "tr",
-            {},
-            el("td", { class: "num" }, r.sequence ?? ""),
-            name,
-            el("td", {}, badge(r.status)),
-            el("td", {}, hasResult ? el("code", { class: "inline-json", title: JSON.stringify(r.result) }, JSON.stringify(r.result)) : el("span", { class: "muted" }, "—")),
-            el("td", { class: "error-text" }, errorText(r.error)),
-            el("td", {}, timeEl(r.processed_at)),
-          ),
-        );
-      }
+      for (const r of records) body.append(recordRow(r));
+    }
+
+    /** A record finished (SSE `record`): add or replace its row without refetching the whole job. */
+    function upsertRecord(r) {
+      const section = role("records-section");
+      const body = role("records");
+      if (!section || !body || !isObject(r)) return;
+      section.hidden = false;
+      const old = $(`tr[data-sequence="${CSS.escape(String(r.sequence))}"]`, body);
+      if (old) old.replaceWith(recordRow(r));
+      else body.append(recordRow(r));
+    }
+
+    const recordsFilter = role("records-filter");
+    if (recordsFilter) {
+      recordsFilter.addEventListener("change", () => {
+        for (const row of $$("tr[data-sequence]", role("records"))) {
+          row.hidden = Boolean(recordsFilter.value) && row.dataset.status !== recordsFilter.value;
+        }
+      });
     }
 
     function renderIO(job) {
@@ -883,6 +907,10 @@
         if (panel) panel.hidden = false;
       },
       log: appendLog,
+      record(data) {
+        upsertRecord(data.record);
+        renderMetrics(null, data.record_counts);
+      },
       report(data) {
         renderMetrics(data.metrics, data.record_counts, data.duration_s);
         if ("summary" in data) setSummary(data.summary);
