@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
@@ -312,12 +313,28 @@ async def act(
             status=status.value,
             allowed_actions=allowed,
         ) from None
+    if action is Action.CANCEL:
+        await _cancel_children(svc, job_id, actor)
     try:  # the worker also polls the status, so a lost signal only delays it
         await svc.redis.publish(CONTROL_CHANNEL, json.dumps({"job_id": job_id, "action": action.value}))
     except (RedisError, OSError) as exc:
         log.warning("job %s: %s recorded, but the worker could not be signalled (%s)", job_id, action.value, exc)
     await publish(svc.redis, [job_id])
     return await get(svc, job_id)
+
+
+async def _cancel_children(svc: Services, job_id: str, actor: str) -> None:
+    """Cancelling a job cancels the child jobs it started (and theirs) that have not finished."""
+    active = [s.value for s in JobStatus if not s.finished]
+    async with reading(svc.engine) as conn:
+        children = (
+            (await conn.execute(select(t.jobs.c.id).where(t.jobs.c.parent_id == job_id, t.jobs.c.status.in_(active))))
+            .scalars()
+            .all()
+        )
+    for child in children:
+        with contextlib.suppress(InvalidTransition):  # it finished meanwhile
+            await act(svc, child, Action.CANCEL, actor, f"Its parent job {job_id} was cancelled.")
 
 
 async def _decision(conn: Any, job_id: str, action: Action, actor: str, comment: str | None) -> dict[str, Any]:

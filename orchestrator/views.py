@@ -139,8 +139,14 @@ async def job_view(conn: AsyncConnection, job_id: str) -> dict[str, Any]:
     audit = (
         (await conn.execute(select(t.audit).where(t.audit.c.job_id == job_id).order_by(t.audit.c.id))).mappings().all()
     )
+    children = await conn.execute(
+        select(t.jobs.c.id, t.jobs.c.runbook, t.jobs.c.status)
+        .where(t.jobs.c.parent_id == job_id)
+        .order_by(t.jobs.c.created_at)
+    )
     job["steps"] = [step_view(s, shots.get(s["step_id"])) for s in steps]
     job["records"] = [record_view(r) for r in records]
+    job["children"] = [{"id": c.id, "runbook": c.runbook, "status": c.status} for c in children]
     job["artifacts"] = [artifact_view(a) for a in artifacts]
     job["audit"] = [
         {

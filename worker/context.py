@@ -28,6 +28,8 @@ class StepContext:
     #: Ask a person: (context, message, timeout seconds or None, on_timeout) -> the decision; raises on reject.
     ask: Callable[[StepContext, str, float | None, str], Awaitable[dict[str, Any]]]
     policy: UrlPolicy = field(default_factory=UrlPolicy)
+    #: Start a child job of another runbook and wait for it (run_runbook).
+    run_child: Callable[[StepContext, Any], Awaitable[dict[str, Any]]] | None = None
     retries: int = 0
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     logs: list[tuple[str, str]] = field(default_factory=list)

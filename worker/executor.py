@@ -25,6 +25,7 @@ from orchestrator.runbooks.schema import Runbook
 from orchestrator.runbooks.steps import BASE_FIELDS, StepBase
 from orchestrator.states import JobStatus, StepStatus
 from orchestrator.views import artifact_url, iso, step_view
+from worker.children import ChildrenMixin
 from worker.committer import Fence, Statement, Write
 from worker.context import StepContext
 from worker.deps import Deps
@@ -73,7 +74,7 @@ class Tally:
     failed_records: list[tuple[str, str]] = field(default_factory=list)  # (record id, error), in order
 
 
-class Executor(PeopleMixin, RecordsMixin):
+class Executor(PeopleMixin, RecordsMixin, ChildrenMixin):
     def __init__(self, deps: Deps, job_id: str, attempt: int) -> None:
         self.deps = deps
         self.job_id = job_id
@@ -270,7 +271,7 @@ class Executor(PeopleMixin, RecordsMixin):
         if isinstance(prepared, StepOutcome):
             return prepared, None
         typed, fn = prepared
-        if is_loop(typed) or typed.waits_for_person:  # a loop's nested steps have their own limits and retries
+        if is_loop(typed) or typed.waits_for_person or typed.untimed:  # loops, people and child jobs set the pace
             return await self._untimed(ctx, self._looping(runbook, scope) if is_loop(typed) else fn, typed)
         step_timeout = float(typed.timeout or runbook.settings.step_timeout)
         retries = int(typed.retries if typed.retries is not None else runbook.settings.retries)
@@ -339,7 +340,7 @@ class Executor(PeopleMixin, RecordsMixin):
         except asyncio.CancelledError:
             if not self.cancelled:
                 raise
-            what = "waiting for approval" if typed.waits_for_person else "running"
+            what = "waiting for approval" if typed.waits_for_person else "waiting" if typed.untimed else "running"
             return StepOutcome(StepStatus.CANCELLED, f"Cancelled while {what}."), None
         except StepError as exc:
             return StepOutcome(StepStatus.FAILED, ctx.mask_text(exc.message)), None
@@ -376,6 +377,7 @@ class Executor(PeopleMixin, RecordsMixin):
             load_artifact=self._load_artifact,
             ask=self._ask,
             policy=self.deps.policy,
+            run_child=self._run_child,
         )
 
     async def _get_page(self) -> Page:

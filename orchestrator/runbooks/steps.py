@@ -36,6 +36,8 @@ class StepBase(BaseModel):
     page_local: ClassVar[bool] = False
     #: Whether the step waits for a person (no step time limit, no retries, no worker slot held).
     waits_for_person: ClassVar[bool] = False
+    #: Whether the step has no time limit and no retries of its own (a loop, a child job).
+    untimed: ClassVar[bool] = False
     #: Fields the executor renders itself, later (not before the step runs).
     lazy: ClassVar[frozenset[str]] = frozenset()
 
@@ -179,6 +181,7 @@ class Upload(StepBase):
 class RunRunbook(StepBase):
     action: Literal["run_runbook"]
     browser: ClassVar[bool] = False
+    untimed: ClassVar[bool] = True
     screenshot: Literal["after", "before", "never"] = "never"
     runbook: str
     inputs: dict[str, Any] = Field(default_factory=dict)

@@ -757,6 +757,24 @@
       else body.append(recordRow(r));
     }
 
+    /** A child job started or moved on (SSE `child`): its line links to it and shows its status. */
+    function upsertChild(c) {
+      const section = role("children-section");
+      const list = role("children");
+      if (!section || !list || !isObject(c)) return;
+      section.hidden = false;
+      const item = el(
+        "li",
+        { "data-child-id": String(c.id) },
+        el("a", { class: "mono", href: `/jobs/${encodeURIComponent(c.id)}` }, `${c.runbook} · ${c.id}`),
+        " ",
+        badge(c.status),
+      );
+      const old = $(`li[data-child-id="${CSS.escape(String(c.id))}"]`, list);
+      if (old) old.replaceWith(item);
+      else list.append(item);
+    }
+
     const recordsFilter = role("records-filter");
     if (recordsFilter) {
       recordsFilter.addEventListener("change", () => {
@@ -831,6 +849,7 @@
       renderMetrics(job.metrics, job.record_counts, job.duration_s);
       renderSteps(job.steps);
       renderRecords(job.records);
+      for (const c of job.children || []) upsertChild(c);
       renderIO(job);
       renderArtifacts(job.artifacts);
       renderAudit(job.audit);
@@ -907,6 +926,9 @@
         if (panel) panel.hidden = false;
       },
       log: appendLog,
+      child(data) {
+        upsertChild(data.child);
+      },
       record(data) {
         upsertRecord(data.record);
         renderMetrics(null, data.record_counts);

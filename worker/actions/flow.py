@@ -1,10 +1,10 @@
-"""approval: a person decides whether the job goes on."""
+"""approval: a person decides whether the job goes on; run_runbook: another runbook runs as a child job."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.runbooks.steps import Approval
+from orchestrator.runbooks.steps import Approval, RunRunbook
 from worker.context import StepContext
 
 
@@ -14,4 +14,10 @@ async def approval(ctx: StepContext, step: Approval) -> dict[str, Any] | None:
     return await ctx.ask(ctx, step.message, timeout, step.on_timeout)
 
 
-ACTIONS = [approval]
+async def run_runbook(ctx: StepContext, step: RunRunbook) -> dict[str, Any] | None:
+    """Run another runbook as a child job and wait for it; its outputs go into captured[save_as]."""
+    assert ctx.run_child is not None
+    return await ctx.run_child(ctx, step)
+
+
+ACTIONS = [approval, run_runbook]
