@@ -81,6 +81,12 @@ class InvalidTransition(OrchestratorError):
     status_code = 409
 
 
+class Duplicate(OrchestratorError):
+    """A job with the same inputs is already queued or running."""
+
+    status_code = 409
+
+
 class StepError(OrchestratorError):
     """The step failed."""
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import secrets
@@ -20,11 +22,18 @@ from orchestrator import queue
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
 from orchestrator.db.tables import utcnow
-from orchestrator.errors import Forbidden, InvalidInput, InvalidTransition, JobNotFound, OrchestratorError
+from orchestrator.errors import (
+    Duplicate,
+    Forbidden,
+    InvalidInput,
+    InvalidTransition,
+    JobNotFound,
+    OrchestratorError,
+)
 from orchestrator.events import Pending, append, publish
 from orchestrator.runbooks.catalog import load_version
 from orchestrator.services import Services
-from orchestrator.states import ACTIONS, Action, JobStatus, allowed_actions
+from orchestrator.states import ACTIONS, Action, JobStatus, StepStatus, allowed_actions
 from orchestrator.transitions import move
 from orchestrator.views import iso, job_summary, job_view
 
@@ -104,6 +113,7 @@ async def create(svc: Services, name: str, request: JobRequest) -> tuple[dict[st
     if request.idempotency_key and (existing := await _by_key(svc, name, request.idempotency_key)):
         return existing, False
     clean = job_inputs.validate(runbook.inputs, request.inputs)
+    digest = _inputs_hash(svc, clean)
     job_id, now = new_id(), utcnow()
     attachments = _store_files(svc, job_id, runbook.inputs, clean)
     public, secret = job_inputs.split_secrets(runbook.inputs, clean)
@@ -127,12 +137,13 @@ async def create(svc: Services, name: str, request: JobRequest) -> tuple[dict[st
         "scheduled_at": request.run_at,
         "parent_id": request.parent_id,
         "idempotency_key": request.idempotency_key,
+        "inputs_hash": digest,
         "metrics": {},
         "record_counts": {},
     }
     steps = [(step.id, step.name, step.action) for step in runbook.steps]
     try:
-        await _insert(svc, row, steps, attachments)
+        await _insert(svc, row, steps, attachments, dedupe=runbook.settings.dedupe == "inputs")
     except IntegrityError:
         if request.idempotency_key and (existing := await _by_key(svc, name, request.idempotency_key)):
             return existing, False
@@ -140,6 +151,26 @@ async def create(svc: Services, name: str, request: JobRequest) -> tuple[dict[st
     await _enqueue(svc, job_id, 1, priority, request.run_at)
     async with reading(svc.engine) as conn:
         return await job_view(conn, job_id), True
+
+
+async def _refuse_duplicate(conn: Any, row: dict[str, Any]) -> None:
+    if conn.dialect.name == "postgresql":  # two creates of the same inputs wait for each other here
+        await conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:h))"), {"h": row["inputs_hash"]})
+    running = (
+        await conn.execute(
+            select(t.jobs.c.id, t.jobs.c.status).where(
+                t.jobs.c.runbook == row["runbook"],
+                t.jobs.c.inputs_hash == row["inputs_hash"],
+                t.jobs.c.status.in_([s.value for s in JobStatus if not s.finished]),  # running, paused, waiting too
+            )
+        )
+    ).first()
+    if running is not None:
+        raise Duplicate(
+            f"Job {running.id} of {row['runbook']} with the same inputs is {running.status}; "
+            "this runbook refuses duplicates (settings.dedupe: inputs).",
+            job_id=running.id,
+        )
 
 
 def _store_files(svc: Services, job_id: str, specs: dict[str, Any], clean: dict[str, Any]) -> list[dict[str, Any]]:
@@ -156,10 +187,23 @@ def _store_files(svc: Services, job_id: str, specs: dict[str, Any], clean: dict[
     return rows
 
 
+def _inputs_hash(svc: Services, clean: dict[str, Any]) -> str:
+    """Equal for equal inputs (secrets included), keyed with the server's secret so it reveals nothing."""
+    text = json.dumps(clean, sort_keys=True, default=repr)
+    return hmac.new(svc.settings.secret_key.encode(), text.encode(), hashlib.sha256).hexdigest()
+
+
 async def _insert(
-    svc: Services, row: dict[str, Any], steps: Sequence[tuple[str, str | None, str]], attachments: list[dict[str, Any]]
+    svc: Services,
+    row: dict[str, Any],
+    steps: Sequence[tuple[str, str | None, str]],
+    attachments: list[dict[str, Any]],
+    dedupe: bool = False,
+    carried: dict[str, dict[str, Any]] | None = None,
 ) -> None:
-    """Store a new job, its pending steps (id, name, action), its attachments and its first status event."""
+    """Store a new job, its pending steps (id, name, action), its attachments and its first status event.
+    With `dedupe`, refuse it (in the same transaction) when a job of the runbook with the same inputs
+    is queued or running."""
     job_id = row["id"]
     event = Pending(
         job_id,
@@ -167,9 +211,21 @@ async def _insert(
         {"job_id": job_id, "status": row["status"], "previous": None, "at": row["created_at"].isoformat()},
     )
     async with writing(svc.engine) as conn:
+        if dedupe:
+            await _refuse_duplicate(conn, row)
         await conn.execute(insert(t.jobs).values(**row))
         rows = [
-            {"job_id": job_id, "position": i, "step_id": sid, "name": name, "action": action, "status": "pending"}
+            {
+                "job_id": job_id,
+                "position": i,
+                "step_id": sid,
+                "name": name,
+                "action": action,
+                "status": "pending",
+                "captured": None,
+                "error": None,
+                **(carried or {}).get(sid, {}),
+            }
             for i, (sid, name, action) in enumerate(steps)
         ]
         if rows:
@@ -366,8 +422,14 @@ async def _audit_refused(
     return JobStatus(status)
 
 
-async def rerun(svc: Services, job_id: str, actor: str) -> dict[str, Any]:
-    """A new job with the same inputs (secrets included) and the same locked runbook version."""
+async def rerun(
+    svc: Services, job_id: str, actor: str, records: str | None = None, from_step: str | None = None
+) -> dict[str, Any]:
+    """A new job with the same inputs (secrets included) and the same locked runbook version;
+    `records="failed"` runs its loop over only the records that failed, and `from_step` starts at
+    that step with the values captured before it (and the page it was on, where that is known)."""
+    if records not in (None, "failed"):
+        raise InvalidInput({"records": "must be failed"})
     async with reading(svc.engine) as conn:
         old = (await conn.execute(select(t.jobs).where(t.jobs.c.id == job_id))).mappings().first()
         if old is None:
@@ -382,6 +444,23 @@ async def rerun(svc: Services, job_id: str, actor: str) -> dict[str, Any]:
             .mappings()
             .all()
         )
+        failed = (
+            (
+                await conn.execute(
+                    select(t.records.c.record_id).where(t.records.c.job_id == job_id, t.records.c.status == "failed")
+                )
+            )
+            .scalars()
+            .all()
+        )
+    data = {**old["data"], "rerun_of": job_id}
+    if records == "failed":
+        if not failed:
+            raise InvalidTransition(f"Job {job_id} has no failed records to run again.", status=old["status"])
+        data["only_records"] = list(failed)
+    carried, checkpoint = _carried(steps, from_step, old["checkpoint"]) if from_step else ({}, None)
+    if from_step:
+        data["from_step"] = from_step
     new_job, now = new_id(), utcnow()
     row = {
         k: old[k]
@@ -393,7 +472,6 @@ async def rerun(svc: Services, job_id: str, actor: str) -> dict[str, Any]:
             "inputs",
             "secret_inputs",
             "tags",
-            "data",
             "parent_id",
         )
     }
@@ -406,8 +484,28 @@ async def rerun(svc: Services, job_id: str, actor: str) -> dict[str, Any]:
         updated_at=now,
         metrics={},
         record_counts={},
-        data={**old["data"], "rerun_of": job_id},
+        data=data,
+        checkpoint=checkpoint,
+        inputs_hash=old["inputs_hash"],
     )
-    await _insert(svc, row, [(st["step_id"], st["name"], st["action"]) for st in steps], [])
+    await _insert(svc, row, [(st["step_id"], st["name"], st["action"]) for st in steps], [], carried=carried)
     await _enqueue(svc, new_job, 1, row["priority"], None)
     return await get(svc, new_job)
+
+
+def _carried(
+    steps: Sequence[Any], from_step: str, checkpoint: dict[str, Any] | None
+) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
+    """The steps before `from_step` as they ended (their captured values carry over; a failed one
+    counts as skipped), and the old checkpoint when the page it holds was reached before that step."""
+    ids = [st["step_id"] for st in steps]
+    if from_step not in ids:
+        raise InvalidInput({"from_step": f"must be a step of this job: {', '.join(ids)}"})
+    position = ids.index(from_step)
+    carried = {}
+    for st in steps[:position]:
+        status = st["status"] if st["status"] in (StepStatus.SUCCESS.value, StepStatus.SKIPPED.value) else "skipped"
+        carried[st["step_id"]] = {"status": status, "captured": st["captured"], "error": None}
+    usable = checkpoint and int((checkpoint or {}).get("position", position)) < position
+    kept = {k: v for k, v in (checkpoint or {}).items() if k != "lost"} if usable else None
+    return carried, kept

@@ -156,7 +156,14 @@ async def act(request: Request) -> JSONResponse:
 
 
 async def rerun(request: Request) -> JSONResponse:
-    job = await jobs.rerun(_svc(request), request.path_params["job_id"], _actor(request))
+    query = request.query_params
+    job = await jobs.rerun(
+        _svc(request),
+        request.path_params["job_id"],
+        _actor(request),
+        records=query.get("records") or None,
+        from_step=query.get("from_step") or None,
+    )
     return JSONResponse(job, status_code=201)
 
 

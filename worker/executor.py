@@ -186,6 +186,8 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin):
 
     async def _execute(self, runbook: Runbook, job: dict[str, Any], resume_from: int) -> None:
         started = time.monotonic()
+        only = (job["data"] or {}).get("only_records")
+        self._only_records = frozenset(map(str, only)) if isinstance(only, list) else None
         inputs = {**job["inputs"], **self.deps.svc.box.open(job["secret_inputs"])}
         secrets = frozenset(str(v) for k, v in inputs.items() if k in runbook.inputs and runbook.inputs[k].secret)
         scope: dict[str, Any] = {

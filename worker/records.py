@@ -30,6 +30,9 @@ UPDATE_COUNTS = update(t.jobs).where(t.jobs.c.id == bindparam("b_job")).values(r
 class RecordsMixin:
     """The for_each step of an Executor."""
 
+    #: A re-run of failed records runs only these record ids (None: every item).
+    _only_records: frozenset[str] | None = None
+
     async def _for_each(
         self: Executor, step: ForEach, runbook: Runbook, scope: dict[str, Any], secrets: frozenset[str]
     ) -> dict[str, Any]:
@@ -66,6 +69,8 @@ class RecordsMixin:
         except StepError as exc:
             record_id, record_name = str(sequence), None
             return self._save_record(sequence, record_id, record_name, "failed", None, exc.message, None, secrets)
+        if self._only_records is not None and record_id not in self._only_records:
+            return "not run", None  # a re-run of the failed records only
         before = dict(scope["captured"])
         status, error, last = "success", None, None
         for nested in step.steps:

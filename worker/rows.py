@@ -49,7 +49,8 @@ def read_job(conn: Connection, job_id: str) -> tuple[Any, int, dict[str, Any]]:
     row = conn.execute(SELECT_JOB, {"b_id": job_id}).mappings().first()
     if row is None:
         return None, 0, {}
-    if row["status"] == JobStatus.QUEUED.value and row["attempt"] == 1 and not row["approval"]:
+    fresh = row["status"] == JobStatus.QUEUED.value and row["attempt"] == 1 and not row["approval"]
+    if fresh and not (row["data"] or {}).get("from_step"):
         return row, 0, {}  # a first attempt that has not started: nothing to resume
     steps = conn.execute(SELECT_STEPS, {"b_id": job_id}).all()
     done = (StepStatus.SUCCESS.value, StepStatus.SKIPPED.value)
@@ -149,11 +150,21 @@ def truthy(value: Any) -> bool:
 
 
 def jsonable(value: Any, secrets: frozenset[str]) -> Any:
-    text = json.dumps(value, default=str)
-    for secret in secrets:
-        if secret:
-            text = text.replace(json.dumps(secret)[1:-1], "********")
-    return json.loads(text)
+    """`value` as JSON data, with every secret inside its strings replaced by ********. Strings only:
+    replacing in the JSON text would corrupt it when a secret is short (a PIN "1" inside `{"a": 1}`)."""
+    return _masked(json.loads(json.dumps(value, default=str)), sorted(filter(None, secrets), key=len, reverse=True))
+
+
+def _masked(value: Any, secrets: list[str]) -> Any:
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, "********")
+        return value
+    if isinstance(value, dict):
+        return {_masked(k, secrets): _masked(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, secrets) for v in value]
+    return value
 
 
 def first_line(exc: BaseException) -> str:

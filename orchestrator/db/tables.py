@@ -46,6 +46,7 @@ class Job(SQLModel, table=True):
         # a run reported from elsewhere is one job however often it is reported (external_id is NULL otherwise)
         Index("uq_jobs_source_external", "source", "external_id", unique=True),
         Index("ix_jobs_source_created", "source", "created_at"),
+        Index("ix_jobs_runbook_inputs", "runbook", "inputs_hash"),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -79,6 +80,8 @@ class Job(SQLModel, table=True):
     parent_id: str | None = Field(default=None, max_length=32, index=True)
     attempt: int = 1
     idempotency_key: str | None = Field(default=None, max_length=200)
+    #: A keyed hash of all the inputs, secrets included, for settings.dedupe: inputs.
+    inputs_hash: str | None = Field(default=None, max_length=64)
     updated_at: datetime = _when(default_factory=utcnow)
 
 

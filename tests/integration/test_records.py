@@ -11,7 +11,7 @@ from playwright.async_api import async_playwright, expect
 from orchestrator import auth, jobs
 from orchestrator.db.engine import reading
 from orchestrator.events import read_after
-from tests.integration.conftest import Env, live_server, step
+from tests.integration.conftest import Env, http_client, live_server, step
 from tests.support import CHROMIUM, sign_in
 from worker.browser import CHROMIUM_ARGS
 
@@ -136,3 +136,22 @@ async def test_the_job_page_lists_records_live_and_filters_them_by_status(env: E
         finally:
             await work
             await browser.close()
+
+
+async def test_rerun_of_the_failed_records_runs_only_those(env: Env) -> None:
+    first = await run_loop(env, 30)
+    assert first["record_counts"]["failed"] == 3
+    async with http_client(env.settings, role="operator") as http:
+        answer = await http.post(f"/api/v1/jobs/{first['id']}/rerun?records=failed")
+        assert answer.status_code == 201, answer.text
+        bad = await http.post(f"/api/v1/jobs/{first['id']}/rerun?records=all")
+        assert bad.status_code == 422 and "records" in bad.json()["fields"]
+    await env.work()
+    again = await jobs.get(env.svc, answer.json()["id"])
+    assert [r["record_id"] for r in again["records"]] == ["INV-10", "INV-20", "INV-30"]
+    assert again["record_counts"] == {"total": 3, "succeeded": 0, "failed": 3, "skipped": 0}
+    assert again["data"]["only_records"] == ["INV-10", "INV-20", "INV-30"]
+    async with http_client(env.settings, role="operator") as http:
+        clean = await run_loop(env, 5)
+        none = await http.post(f"/api/v1/jobs/{clean['id']}/rerun?records=failed")
+        assert none.status_code == 409 and "no failed records" in none.json()["error"]

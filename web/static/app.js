@@ -874,7 +874,8 @@
       button.classList.add("is-busy");
       try {
         if (action === "rerun") {
-          const res = await api("POST", `${base}/rerun`, {});
+          const query = button.dataset.query ? `?${button.dataset.query}` : "";
+          const res = await api("POST", `${base}/rerun${query}`, {});
           if (res.ok && res.data?.id !== undefined) {
             window.location.href = `/jobs/${encodeURIComponent(res.data.id)}`;
             return;
