@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, select
 from sqlalchemy.engine import RowMapping
 
 from orchestrator.db import tables as t
@@ -25,7 +25,8 @@ ACTIVE = {JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PA
 
 
 def parse_query(params: Any) -> tuple[str, int, int]:
-    """sort, limit and start from query parameters; a bad one is a 422 naming it."""
+    """sort, limit and start from query parameters; a bad one is a 422 naming it. (`previews=include`
+    is read by the caller.)"""
     errors: dict[str, str] = {}
     sort = params.get("sort") or "-createdAt"
     if sort not in SORTS:
@@ -50,9 +51,14 @@ def _whole(raw: str | None, default: int, low: int, high: int, name: str, errors
     return value
 
 
-async def page(svc: Services, runbook: str, sort: str, limit: int, start: int) -> dict[str, Any]:
+async def page(
+    svc: Services, runbook: str, sort: str, limit: int, start: int, previews: bool = False
+) -> dict[str, Any]:
+    """A page of the runbook's jobs; preview runs only when asked for."""
     await _known(svc, runbook)
     where = t.jobs.c.runbook == runbook
+    if not previews:
+        where = and_(where, t.jobs.c.preview.is_(False))
     async with reading(svc.engine) as conn:
         total = (await conn.execute(select(func.count()).select_from(t.jobs).where(where))).scalar() or 0
         rows = (
@@ -62,11 +68,11 @@ async def page(svc: Services, runbook: str, sort: str, limit: int, start: int) -
         )
         steps = await _steps(conn, [r["id"] for r in rows])
     base = f"/api/v1/runbooks/{runbook}/history"
-    links: dict[str, Any] = {"self": {"href": _href(base, start, limit, sort)}}
+    links: dict[str, Any] = {"self": {"href": _href(base, start, limit, sort, previews)}}
     if start + limit < total:
-        links["next"] = {"href": _href(base, start + limit, limit, sort)}
+        links["next"] = {"href": _href(base, start + limit, limit, sort, previews)}
     if start > 0:
-        links["prev"] = {"href": _href(base, max(0, start - limit), limit, sort)}
+        links["prev"] = {"href": _href(base, max(0, start - limit), limit, sort, previews)}
     entries = [entry(r, steps.get(r["id"], [])) for r in rows]
     return {
         "_links": links,
@@ -162,5 +168,8 @@ async def _known(svc: Services, runbook: str) -> None:
         raise RunbookNotFound(f"No runbook is named {runbook!r}.")
 
 
-def _href(base: str, start: int, limit: int, sort: str) -> str:
-    return f"{base}?{urlencode({'start': start, 'limit': limit, 'sort': sort})}"
+def _href(base: str, start: int, limit: int, sort: str, previews: bool = False) -> str:
+    query: dict[str, Any] = {"start": start, "limit": limit, "sort": sort}
+    if previews:
+        query["previews"] = "include"
+    return f"{base}?{urlencode(query)}"

@@ -138,6 +138,7 @@ async def create(svc: Services, name: str, request: JobRequest) -> tuple[dict[st
         "parent_id": request.parent_id,
         "idempotency_key": request.idempotency_key,
         "inputs_hash": digest,
+        "preview": request.preview,
         "metrics": {},
         "record_counts": {},
     }

@@ -64,6 +64,7 @@ def job_summary(row: RowMapping) -> dict[str, Any]:
         "approval": row["approval"],
         "parent_id": row["parent_id"],
         "attempt": row["attempt"],
+        "preview": bool(row.get("preview")),
     }
 
 

@@ -17,6 +17,7 @@ from orchestrator.auth import EDIT, RUN, VIEW
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
 from orchestrator.errors import ArtifactNotFound, InvalidInput, OrchestratorError
+from orchestrator.runbooks.catalog import version_history
 from orchestrator.services import Services
 from orchestrator.states import PERMISSIONS, Action, JobStatus
 from orchestrator.views import artifact_view, runbook_view
@@ -196,9 +197,16 @@ async def artifact(request: Request) -> Response:
     )
 
 
+async def runbook_versions(request: Request) -> JSONResponse:
+    versions = await version_history(_svc(request).engine, request.path_params["name"])
+    return JSONResponse({"items": versions})
+
+
 async def runbook_history(request: Request) -> JSONResponse:
     sort, limit, start = history.parse_query(request.query_params)
-    return JSONResponse(await history.page(_svc(request), request.path_params["name"], sort, limit, start))
+    previews = request.query_params.get("previews", "") == "include"
+    name = request.path_params["name"]
+    return JSONResponse(await history.page(_svc(request), name, sort, limit, start, previews))
 
 
 async def history_entry(request: Request) -> JSONResponse:
@@ -258,6 +266,7 @@ ROUTES = [
     Route("/api/v1/runbooks", guard(VIEW, list_runbooks)),
     Route("/api/v1/runbooks/{name}", guard(VIEW, get_runbook)),
     Route("/api/v1/runbooks/{name}/jobs", guard(RUN, create_job), methods=["POST"]),
+    Route("/api/v1/runbooks/{name}/versions", guard(VIEW, runbook_versions)),
     Route("/api/v1/runbooks/{name}/history", guard(VIEW, runbook_history)),
     Route("/api/v1/runbooks/{name}/history/{job_id}", guard(VIEW, history_entry), methods=["GET"]),
     Route("/api/v1/runbooks/{name}/history/{job_id}", guard(EDIT, delete_history_entry), methods=["DELETE"]),

@@ -125,6 +125,7 @@ SCHEMAS: dict[str, Any] = {
             "approval": {"type": ["object", "null"]},
             "parent_id": OPT_STR,
             "attempt": {"type": "integer"},
+            "preview": {"type": "boolean"},
         },
         ["id", "runbook", "status", "source", "created_at"],
     ),
@@ -216,6 +217,16 @@ SCHEMAS: dict[str, Any] = {
             "total": {"type": "integer"},
         },
         ["_links", "_embedded", "start", "count", "total"],
+    ),
+    "Version": _obj(
+        {
+            "version": {"type": "integer"},
+            "hash": {"type": "string"},
+            "created_at": TIME,
+            "source": {"type": "string"},
+            "diff": OPT_STR,
+        },
+        ["version", "hash", "created_at", "source"],
     ),
     "IngestRecord": _obj(
         {
@@ -339,6 +350,23 @@ PATHS: dict[str, Any] = {
             requestBody=_body("JobRequest"),
         ),
     },
+    "/api/v1/runbooks/{name}/versions": {
+        "parameters": [NAME],
+        "get": _op(
+            "Every version of a runbook, newest first, with a diff from the one before (job:view)",
+            {
+                "200": {
+                    "description": "OK",
+                    "content": {
+                        "application/json": {
+                            "schema": _obj({"items": {"type": "array", "items": _ref("Version")}}, ["items"])
+                        }
+                    },
+                },
+                **_errors(404),
+            },
+        ),
+    },
     "/api/v1/runbooks/{name}/history": {
         "parameters": [NAME],
         "get": _op(
@@ -348,6 +376,7 @@ PATHS: dict[str, Any] = {
                 _query("sort", {"type": "string", "enum": list(SORTS), "default": "-createdAt"}, "order"),
                 _query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 30}, "page size"),
                 _query("start", {"type": "integer", "minimum": 0, "default": 0}, "offset"),
+                _query("previews", {"type": "string", "enum": ["include"]}, "include preview runs"),
             ],
         ),
     },

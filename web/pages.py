@@ -8,6 +8,7 @@ from starlette.routing import Route
 
 from orchestrator import jobs, scheduler
 from orchestrator.auth import VIEW
+from orchestrator.runbooks.catalog import version_history
 from orchestrator.services import Services
 from orchestrator.views import runbook_view
 from web.api import job_filter
@@ -65,7 +66,9 @@ async def runbook_page(request: Request) -> Response:
     view = runbook_view(version, scheduler.describe(version.runbook.schedule))
     view["source"] = version.source
     history = await jobs.list_jobs(svc, jobs.JobFilter(runbook=version.runbook.name, limit=20))
-    return _render(request, "runbook.html", {"runbook": view, "history": history["items"]})
+    versions = await version_history(svc.engine, version.runbook.name)
+    context = {"runbook": view, "history": history["items"], "versions": versions}
+    return _render(request, "runbook.html", context)
 
 
 ROUTES = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 
@@ -80,6 +80,8 @@ class Job(SQLModel, table=True):
     parent_id: str | None = Field(default=None, max_length=32, index=True)
     attempt: int = 1
     idempotency_key: str | None = Field(default=None, max_length=200)
+    #: A trial run (of a draft, or asked for): marked, and left out of the run history by default.
+    preview: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     #: A keyed hash of all the inputs, secrets included, for settings.dedupe: inputs.
     inputs_hash: str | None = Field(default=None, max_length=64)
     updated_at: datetime = _when(default_factory=utcnow)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +20,7 @@ from orchestrator.db.engine import reading, writing
 from orchestrator.errors import RunbookNotFound
 from orchestrator.runbooks.loader import Problem, RunbookInvalid, content_hash, load_file, parse
 from orchestrator.runbooks.schema import Runbook
+from orchestrator.views import iso
 
 log = logging.getLogger(__name__)
 
@@ -146,3 +149,40 @@ async def load_version(engine: AsyncEngine, version_id: int) -> Version:
 @lru_cache(maxsize=256)
 def _parse_cached(source: str, name: str) -> Runbook:
     return parse(source, f"{name}.yaml")
+
+
+async def version_history(engine: AsyncEngine, name: str) -> list[dict[str, Any]]:
+    """Every version of a runbook, newest first, each with a unified diff from the one before it."""
+    async with reading(engine) as conn:
+        rows = (
+            await conn.execute(
+                select(t.versions.c.version, t.versions.c.hash, t.versions.c.source, t.versions.c.created_at)
+                .where(t.versions.c.runbook == name)
+                .order_by(t.versions.c.version)
+            )
+        ).all()
+    if not rows:
+        raise RunbookNotFound(f"No runbook is named {name!r}.")
+    history, previous = [], None
+    for row in rows:
+        diff = None
+        if previous is not None:
+            diff = "".join(
+                difflib.unified_diff(
+                    previous.source.splitlines(keepends=True),
+                    row.source.splitlines(keepends=True),
+                    fromfile=f"{name} v{previous.version}",
+                    tofile=f"{name} v{row.version}",
+                )
+            )
+        history.append(
+            {
+                "version": row.version,
+                "hash": row.hash,
+                "created_at": iso(row.created_at),
+                "source": row.source,
+                "diff": diff,
+            }
+        )
+        previous = row
+    return list(reversed(history))

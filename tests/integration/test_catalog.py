@@ -10,7 +10,7 @@ import pytest
 from orchestrator import jobs
 from orchestrator.errors import RunbookNotFound
 from orchestrator.jobs import JobRequest
-from tests.integration.conftest import Env, step
+from tests.integration.conftest import Env, http_client, step
 
 V1 = """
     name: versioned
@@ -112,3 +112,26 @@ async def test_fixing_a_bad_file_loads_it(env: Env) -> None:
     await env.svc.catalog.refresh(force=True)
     assert [v.runbook.name for v in env.svc.catalog.versions()] == ["later"]
     assert env.svc.catalog.problems == []
+
+
+async def test_versions_are_listed_newest_first_with_a_diff_from_the_one_before(env: Env) -> None:
+    first = "name: evolving\nsteps:\n  - {id: a, action: set, values: {n: 1}}\n"
+    env.write(first)
+    await env.svc.catalog.refresh(force=True)
+    env.write(first.replace("{n: 1}", "{n: 2}") + "  - {id: b, action: sleep, seconds: 0}\n")
+    await env.svc.catalog.refresh(force=True)
+    async with http_client(env.settings, role="viewer") as http:
+        answer = await http.get("/api/v1/runbooks/evolving/versions")
+        page = await http.get("/runbooks/evolving", headers={"Accept": "text/html"})
+        missing = await http.get("/api/v1/runbooks/nothing-here/versions")
+    assert answer.status_code == 200
+    items = answer.json()["items"]
+    assert [v["version"] for v in items] == [2, 1]
+    assert items[1]["diff"] is None and items[1]["source"] == first
+    diff = items[0]["diff"].splitlines()
+    assert "-  - {id: a, action: set, values: {n: 1}}" in diff
+    assert "+  - {id: a, action: set, values: {n: 2}}" in diff
+    assert "+  - {id: b, action: sleep, seconds: 0}" in diff
+    assert 'data-version="2"' in page.text and "Changes from v1" in page.text
+    assert '<span class="diff-add">+  - {id: b, action: sleep, seconds: 0}</span>' in page.text
+    assert missing.status_code == 404

@@ -312,3 +312,19 @@ async def test_an_ingested_jobs_page_shows_its_summary_records_files_tags_and_da
         assert shown in html, shown
     assert "robot.log" in html and "finance" in html
     assert '"batch": 17' in html_text.unescape(html)  # the custom data, pretty-printed
+
+
+async def test_a_draft_runs_only_as_a_marked_preview_left_out_of_the_history(env: Env) -> None:
+    env.write(RUNBOOK.replace("name: stamps\n", "name: stamps\nstatus: draft\n"))
+    async with http_client(env.settings, role="operator") as http:
+        refused = await http.post("/api/v1/runbooks/stamps/jobs", json={})
+        assert refused.status_code == 400 and "draft" in refused.json()["error"]
+        trial = await http.post("/api/v1/runbooks/stamps/jobs", json={"preview": True})
+        assert trial.status_code == 201 and trial.json()["preview"] is True
+        page = (await http.get(f"/jobs/{trial.json()['id']}", headers={"Accept": "text/html"})).text
+        assert ">preview</span>" in page
+        plain = (await http.get("/api/v1/runbooks/stamps/history")).json()
+        assert plain["total"] == 0
+        both = (await http.get("/api/v1/runbooks/stamps/history?previews=include")).json()
+        assert [e["id"] for e in both["_embedded"]["job-history"]] == [trial.json()["id"]]
+        assert "previews=include" in both["_links"]["self"]["href"]
