@@ -4,6 +4,7 @@ runbook may not open, and captured page text that tries to run script on the job
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import json
 import logging
@@ -335,3 +336,51 @@ async def test_hostile_captured_text_is_shown_as_text_and_runs_no_script(env: En
             assert await page.locator("img[src=x]").count() == 0
         finally:
             await browser.close()
+
+
+MASKED = """
+name: masked
+inputs:
+  password: {type: string, secret: true}
+settings: {step_timeout: 10}
+steps:
+  - {id: open, action: goto, url: "{{ server.url }}/form.html", screenshot: never}
+  - {id: name, action: fill, selector: "#name", value: "Ada", screenshot: never}
+  - {id: type, action: fill, selector: "#notes", value: "pw {{ inputs.password }}", screenshot: never}
+  - {id: shot, action: screenshot, name: after-typing}
+"""
+MAGENTA = """async (data) => {
+  const img = new Image();
+  img.src = "data:image/png;base64," + data;
+  await img.decode();
+  const canvas = document.createElement("canvas");
+  canvas.width = img.width; canvas.height = img.height;
+  const g = canvas.getContext("2d");
+  g.drawImage(img, 0, 0);
+  const px = g.getImageData(0, 0, img.width, img.height).data;
+  let n = 0;
+  for (let i = 0; i < px.length; i += 4) if (px[i] > 240 && px[i + 1] < 20 && px[i + 2] > 240) n++;
+  return n;
+}"""
+
+
+async def test_a_field_filled_from_a_secret_is_masked_in_screenshots(env: Env) -> None:
+    secret_job = await env.create(env.write(MASKED), {"password": "Zebra-s3cr3t-4711"})
+    plain_job = await env.create(env.write(MASKED.replace("{{ inputs.password }}", "not secret")), {"password": "x"})
+    await env.work()
+    counts = []
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            for job_id in (secret_job["id"], plain_job["id"]):
+                job = await jobs.get(env.svc, job_id)
+                assert job["status"] == "completed", job["error"]
+                (shot,) = [a for a in job["artifacts"] if a["name"] == "after-typing.png"]
+                image = env.artifact_path(job_id, shot["id"]).read_bytes()
+                counts.append(await page.evaluate(MAGENTA, base64.b64encode(image).decode()))
+        finally:
+            await browser.close()
+    masked, plain = counts
+    assert masked > 1000, "the secret field is covered by the mask"
+    assert plain == 0, "a field without a secret is not"

@@ -29,7 +29,7 @@ async def click(ctx: StepContext, step: Click) -> dict[str, Any] | None:
 async def fill(ctx: StepContext, step: Fill) -> dict[str, Any] | None:
     target = await locate(ctx, step.selector, state="visible")
     value = str(step.value)
-    if value in ctx.secrets:
+    if any(secret and secret in value for secret in ctx.secrets):  # masked in every later screenshot
         ctx.masks.append(target)
     await _do(ctx, "fill the field", target, target.fill(value, timeout=ctx.timeout_ms))
     return None
