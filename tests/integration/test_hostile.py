@@ -96,9 +96,13 @@ async def test_a_body_over_the_limit_is_refused_with_413_before_it_is_read(env: 
     assert await job_count(env) == 0
 
 
+def _nested(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+
+
 JSONISH = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    _nested,
     max_leaves=12,
 )
 FIELDS = ["inputs", "priority", "tags", "data", "run_at", "idempotency_key", "preview"]
