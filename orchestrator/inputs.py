@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import csv
+import io
 import json
 import math
 import re
@@ -105,6 +107,9 @@ def _boolean(value: Any) -> bool:
 
 
 def _records(value: Any) -> list[dict[str, Any]]:
+    """A list of objects: JSON, or an uploaded CSV (a header row, then one record a row) or JSON file."""
+    if isinstance(value, dict) and isinstance(value.get("content"), bytes):
+        value = _records_file(str(value.get("filename") or ""), value["content"])
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -118,14 +123,45 @@ def _records(value: Any) -> list[dict[str, Any]]:
 MAX_FILE_BYTES = 10 * 1024 * 1024
 
 
+def _records_file(filename: str, content: bytes) -> Any:
+    if len(content) > MAX_FILE_BYTES:
+        raise ValueError(f"is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError(f"{filename or 'the file'} is not UTF-8 text") from None
+    if filename.lower().endswith(".json") or text.lstrip().startswith("["):
+        return text  # parsed as JSON below
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows or not any(cell.strip() for cell in rows[0]):
+        raise ValueError(f"{filename or 'the CSV file'} has no header row")
+    header = [cell.strip() for cell in rows[0]]
+    if len(set(header)) != len(header) or "" in header:
+        raise ValueError(f"{filename or 'the CSV file'} line 1: every column needs a different, non-empty name")
+    records = []
+    for number, row in enumerate(rows[1:], start=2):
+        if not any(cell.strip() for cell in row):
+            continue  # a blank line
+        if len(row) != len(header):
+            raise ValueError(
+                f"{filename or 'the CSV file'} line {number}: {len(row)} cells where the header has {len(header)}"
+            )
+        records.append(dict(zip(header, row, strict=True)))
+    return records
+
+
 def _file(value: Any) -> Any:
-    """A file sent with the job as {"filename", "content_type"?, "data_base64"}; stored by jobs.create."""
+    """A file sent with the job: uploaded (multipart), or in JSON as {"filename", "content_type"?,
+    "data_base64"}; stored by jobs.create."""
     if not isinstance(value, dict) or not isinstance(value.get("filename"), str) or not value["filename"].strip():
         raise ValueError('must be a file: {"filename": ..., "data_base64": ...}')
-    try:
-        content = base64.b64decode(str(value.get("data_base64", "")), validate=True)
-    except (ValueError, binascii.Error):
-        raise ValueError("data_base64 is not valid base64") from None
+    if isinstance(value.get("content"), bytes):
+        content = value["content"]
+    else:
+        try:
+            content = base64.b64decode(str(value.get("data_base64", "")), validate=True)
+        except (ValueError, binascii.Error):
+            raise ValueError("data_base64 is not valid base64") from None
     if len(content) > MAX_FILE_BYTES:
         raise ValueError(f"is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
     return {"filename": value["filename"][:200], "content_type": value.get("content_type"), "content": content}

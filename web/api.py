@@ -51,6 +51,46 @@ async def _json_body(request: Request) -> Any:
     return value
 
 
+def _is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").startswith("multipart/form-data")
+
+
+#: Multipart fields that are the request's own (JSON-encoded where they are not plain strings);
+#: every other field is an input, and a file field is a file or records input.
+REQUEST_FIELDS = {"priority": False, "idempotency_key": False, "run_at": False, "tags": True, "data": True}
+
+
+async def _multipart_body(request: Request) -> dict[str, Any]:
+    """A job sent as a form with files: `inputs` (JSON) and one field per input, files included."""
+    body: dict[str, Any] = {}
+    inputs: dict[str, Any] = {}
+    async with request.form(max_files=20, max_fields=100) as form:
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                inputs[name] = {"filename": value.filename or name, "content_type": value.content_type}
+                inputs[name]["content"] = await value.read()
+            elif name == "inputs":
+                parsed = _json_field(name, value)
+                if not isinstance(parsed, dict):
+                    raise InvalidInput({"inputs": "must be a JSON object"})
+                inputs = {**parsed, **inputs}
+            elif name == "preview":
+                body["preview"] = value.lower() in ("true", "1", "yes", "on")
+            elif name in REQUEST_FIELDS:
+                body[name] = _json_field(name, value) if REQUEST_FIELDS[name] else value
+            else:
+                inputs[name] = value
+    body["inputs"] = inputs
+    return body
+
+
+def _json_field(name: str, value: str) -> Any:
+    try:
+        return json.loads(value, parse_constant=_no_constant, parse_float=_finite)
+    except (ValueError, RecursionError):
+        raise InvalidInput({name: "must be JSON"}) from None
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
@@ -78,7 +118,7 @@ async def create_job(request: Request) -> JSONResponse:
     svc = _svc(request)
     actor = _actor(request)
     await rate_limit(svc.redis, f"jobs:{actor}", request.app.state.settings.job_rate)
-    body = await _json_body(request)
+    body = await _multipart_body(request) if _is_multipart(request) else await _json_body(request)
     source = request.headers.get("x-source", "api")
     if source not in ("api", "ui"):
         raise InvalidInput({"X-Source": "must be api or ui"})

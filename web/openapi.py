@@ -347,7 +347,21 @@ PATHS: dict[str, Any] = {
                 "200": _json("Job", "the job of this idempotency_key"),
                 **_errors(400, 404, 413, 422, 429),
             },
-            requestBody=_body("JobRequest"),
+            requestBody={
+                "required": False,
+                "content": {
+                    "application/json": {"schema": _ref("JobRequest")},
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "description": "one field per input (files as file parts; a CSV or JSON file for a "
+                            "records input), or `inputs` as JSON; also priority, idempotency_key, run_at, preview",
+                            "properties": {"inputs": {"type": "string", "description": "JSON object"}},
+                            "additionalProperties": {"type": "string", "format": "binary"},
+                        }
+                    },
+                },
+            },
         ),
     },
     "/api/v1/runbooks/{name}/versions": {
