@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 
@@ -10,6 +11,7 @@ import pytest
 from orchestrator import jobs
 from orchestrator.errors import RunbookNotFound
 from orchestrator.jobs import JobRequest
+from orchestrator.states import Action
 from tests.integration.conftest import Env, http_client, step
 
 V1 = """
@@ -135,3 +137,32 @@ async def test_versions_are_listed_newest_first_with_a_diff_from_the_one_before(
     assert 'data-version="2"' in page.text and "Changes from v1" in page.text
     assert '<span class="diff-add">+  - {id: b, action: sleep, seconds: 0}</span>' in page.text
     assert missing.status_code == 404
+
+
+async def test_a_job_waiting_for_approval_finishes_on_its_version_after_the_file_changed(env: Env) -> None:
+    source = """
+name: gated
+steps:
+  - {id: ask, action: approval, message: "Go?"}
+  - {id: after, action: set, values: {which: "old"}}
+outputs:
+  which: "{{ captured.which }}"
+"""
+    job = await env.create(env.write(source))
+    work = asyncio.create_task(env.work())
+    try:
+        for _ in range(300):
+            if (await jobs.get(env.svc, job["id"]))["status"] == "waiting_for_approval":
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the job never asked for approval")
+        env.write(source.replace('"old"', '"new"').replace("Go?", "Go now?"))  # version 2 meanwhile
+        await env.svc.catalog.refresh(force=True)
+        assert (await env.svc.catalog.get("gated")).number == 2
+        await jobs.act(env.svc, job["id"], Action.APPROVE, "tests")
+    finally:
+        await asyncio.wait_for(work, 60)
+    done = await jobs.get(env.svc, job["id"])
+    assert done["status"] == "completed", done["error"]
+    assert (done["runbook_version"], done["outputs"]) == (1, {"which": "old"})
