@@ -52,7 +52,7 @@ def _check(spec: InputSpec, value: Any) -> Any:
         if spec.maximum is not None and value > spec.maximum:
             raise ValueError(f"must be at most {_num(spec.maximum)}")
     if isinstance(value, str) and spec.pattern and not re.fullmatch(spec.pattern, value):
-        raise ValueError(f"must match the pattern {spec.pattern}")
+        raise ValueError(f"must match the pattern {spec.pattern} (the whole value)")
     return value
 
 

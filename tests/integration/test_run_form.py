@@ -1,0 +1,47 @@
+"""The run form on /runbooks/{name}: built from the typed inputs, errors shown next to their fields."""
+
+from __future__ import annotations
+
+from playwright.async_api import async_playwright, expect
+
+from orchestrator import auth
+from tests.integration.conftest import Env, live_server
+from tests.support import CHROMIUM, sign_in
+from worker.browser import CHROMIUM_ARGS
+
+RUNBOOK = """
+name: typed-form
+inputs:
+  customer: {type: string, required: true, pattern: "[A-Z].*"}
+  quantity: {type: integer, minimum: 1, maximum: 9}
+  mode: {type: string, enum: [fast, careful], default: careful}
+  rows: {type: records}
+steps:
+  - {id: one, action: set, values: {a: 1}}
+"""
+
+
+async def test_the_run_form_shows_each_server_error_by_its_field_then_runs_the_job(env: Env) -> None:
+    env.write(RUNBOOK)
+    await auth.add_user(env.svc.engine, "ops", "operator", "ops-password")
+    async with live_server(env.settings) as url, async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await sign_in(page, url, "ops", "ops-password")
+            await page.goto(f"{url}/runbooks/typed-form")
+            await expect(page.locator("#input-mode")).to_have_value("careful")
+            await page.locator("#input-customer").fill("lowercase ltd")
+            await page.locator("#input-quantity").fill("12")
+            await page.get_by_role("button", name="Run").click()
+            await expect(page.locator("#input-customer-error")).to_contain_text("pattern")
+            await expect(page.locator("#input-quantity-error")).to_contain_text("9")
+            assert "/jobs/" not in page.url
+            await page.locator("#input-customer").fill("Acme")
+            await page.locator("#input-quantity").fill("3")
+            await page.locator("#input-rows").fill('[{"id": "r1"}]')
+            await page.get_by_role("button", name="Run").click()
+            await page.wait_for_url("**/jobs/*")
+            await expect(page.locator("[data-role=status-badge]")).to_be_visible()
+        finally:
+            await browser.close()
