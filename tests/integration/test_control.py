@@ -59,6 +59,10 @@ async def running_worker(env: Env, concurrency: int = 2) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        # let runs that are finishing (arq's own bookkeeping after the job's last write) end first
+        finishing = [t for t in worker.tasks.values() if not t.done()]
+        if finishing:
+            await asyncio.wait(finishing, timeout=10)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
