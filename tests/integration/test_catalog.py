@@ -166,3 +166,16 @@ outputs:
     done = await jobs.get(env.svc, job["id"])
     assert done["status"] == "completed", done["error"]
     assert (done["runbook_version"], done["outputs"]) == (1, {"which": "old"})
+
+
+async def test_a_queued_job_still_runs_its_version_after_the_file_was_deleted(env: Env) -> None:
+    name = env.write(V1)
+    job = await env.create(name)
+    (env.settings.runbooks_dir / f"{name}.yaml").unlink()
+    await env.svc.catalog.refresh(force=True)
+    with pytest.raises(RunbookNotFound):
+        await env.svc.catalog.get(name)  # no new jobs of it
+    await env.work()
+    done = await jobs.get(env.svc, job["id"])
+    assert done["status"] == "completed", done["error"]
+    assert (done["runbook_version"], done["outputs"]) == (1, {"which": "one"})

@@ -1040,6 +1040,32 @@
       return valid ? inputs : null;
     }
 
+    /** Records inputs given as a file: the job is then sent as a form, the file parsed by the server. */
+    function recordFiles() {
+      return $$("input[data-records-file]", form).filter((input) => input.files && input.files[0]);
+    }
+
+    async function postForm(url, body) {
+      const data = new FormData();
+      const inputs = { ...body.inputs };
+      for (const input of recordFiles()) {
+        delete inputs[input.dataset.recordsFile];
+        data.append(input.dataset.recordsFile, input.files[0]);
+      }
+      data.append("inputs", JSON.stringify(inputs));
+      if (body.priority) data.append("priority", body.priority);
+      const headers = { Accept: "application/json", "X-Source": "ui" };
+      const token = csrfToken();
+      if (token) headers["X-CSRF-Token"] = token;
+      try {
+        const response = await fetch(url, { method: "POST", headers, body: data, credentials: "same-origin" });
+        const parsed = (response.headers.get("Content-Type") || "").includes("json") ? await response.json() : null;
+        return { ok: response.ok, status: response.status, data: parsed || { error: `The server answered ${response.status}.` } };
+      } catch {
+        return { ok: false, status: 0, data: { error: "The server could not be reached. Check your connection and try again." } };
+      }
+    }
+
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       clearErrors();
@@ -1053,7 +1079,8 @@
         submit.classList.add("is-busy");
       }
       try {
-        const res = await api("POST", `/api/v1/runbooks/${encodeURIComponent(name)}/jobs`, body);
+        const url = `/api/v1/runbooks/${encodeURIComponent(name)}/jobs`;
+        const res = recordFiles().length ? await postForm(url, body) : await api("POST", url, body);
         if (res.ok && res.data && res.data.id !== undefined) {
           window.location.href = `/jobs/${encodeURIComponent(res.data.id)}`;
           return;
