@@ -13,12 +13,13 @@ from playwright.async_api import Error as PlaywrightError
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from orchestrator import templating
+from orchestrator import jobs, templating
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
 from orchestrator.db.tables import utcnow
-from orchestrator.errors import StepError
+from orchestrator.errors import OrchestratorError, StepError
 from orchestrator.events import Pending
+from orchestrator.jobs import JobRequest
 from orchestrator.reaper import hand_back
 from orchestrator.runbooks.catalog import load_version
 from orchestrator.runbooks.schema import Runbook
@@ -564,7 +565,46 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin):
         }
         job_id, attempt = self.job_id, self.attempt
 
-        self._write(finish_op(job_id, attempt, status, values, report))
+        finished = self._write(finish_op(job_id, attempt, status, values, report))
+        if runbook.triggers and not self.cancelled:
+            await self._fire_triggers(runbook, scope, status, outputs, finished)
+
+    async def _fire_triggers(
+        self, runbook: Runbook, scope: dict[str, Any], status: JobStatus, outputs: Any, finished: Any
+    ) -> None:
+        """Start the jobs this runbook's triggers ask for, once its end is committed. Each has an
+        idempotency key of this job and the trigger's place, so a trigger never starts two."""
+        try:
+            await finished
+        except Exception:  # noqa: BLE001 - the end was not recorded (reported by the committer): no triggers
+            return
+        job = {**scope["job"], "status": status.value}
+        context = {**scope, "outputs": outputs, "job": job}
+        events = []
+        for index, trigger in enumerate(runbook.triggers):
+            if trigger.on != "finished" and trigger.on != status.value:
+                continue
+            try:
+                inputs = templating.render(trigger.inputs, context)
+                request = JobRequest(
+                    inputs=inputs,
+                    source="trigger",
+                    actor=f"job:{self.job_id}",
+                    idempotency_key=f"trigger:{self.job_id}:{index}",
+                    data={"triggered_by": self.job_id},
+                )
+                child, _ = await jobs.create(self.deps.svc, trigger.runbook, request)
+                message = f"Trigger {index + 1} started job {child['id']} of {trigger.runbook}."
+                events.append(Pending(self.job_id, "log", {"job_id": self.job_id, "level": "info", "message": message}))
+            except OrchestratorError as exc:
+                fields = getattr(exc, "fields", None)
+                detail = "; ".join(f"{k}: {v}" for k, v in fields.items()) if fields else exc.message
+                message = f"Trigger {index + 1} could not start {trigger.runbook}: {detail}"
+                events.append(
+                    Pending(self.job_id, "log", {"job_id": self.job_id, "level": "error", "message": message})
+                )
+        if events:
+            self._write(events=events)
 
     def _fatal(self, runbook: Runbook) -> tuple[str, str] | None:
         """The failure that fails the job: a failed step without continue_on_error, or a timeout."""

@@ -48,6 +48,15 @@ class Schedule(Strict):
     overlap: Literal["skip", "allow", "cancel_previous"] = "skip"
 
 
+class Trigger(Strict):
+    """When a job of this runbook ends `on` that way, start a job of `runbook` with `inputs`
+    (templates that see the ended job's `inputs`, `captured`, `outputs` and `job`)."""
+
+    on: Literal["completed", "failed", "finished"] = "completed"
+    runbook: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=100)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+
+
 class Runbook(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=100)
     title: str | None = None
@@ -58,6 +67,7 @@ class Runbook(Strict):
     schedule: Schedule | None = None
     steps: list[Step] = Field(min_length=1)
     outputs: dict[str, Any] = Field(default_factory=dict)
+    triggers: list[Trigger] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _name_steps(self) -> Runbook:
