@@ -171,7 +171,7 @@ async def login(engine: AsyncEngine, name: str, password: str) -> tuple[Principa
     async with writing(engine) as conn:
         await conn.execute(
             insert(t.sessions).values(
-                id=_digest(session_id), user_name=name, created_at=now, expires_at=now + SESSION_TTL
+                id=secret_hash(session_id), user_name=name, created_at=now, expires_at=now + SESSION_TTL
             )
         )
     return Principal(name, row["role"], "user", session_id), session_id
@@ -183,7 +183,7 @@ async def session_principal(engine: AsyncEngine, session_id: str) -> Principal |
             await conn.execute(
                 select(t.users.c.name, t.users.c.role, t.sessions.c.expires_at)
                 .join(t.users, t.users.c.name == t.sessions.c.user_name)
-                .where(t.sessions.c.id == _digest(session_id))
+                .where(t.sessions.c.id == secret_hash(session_id))
             )
         ).first()
     if row is None or _aware(row.expires_at) < utcnow():
@@ -193,7 +193,7 @@ async def session_principal(engine: AsyncEngine, session_id: str) -> Principal |
 
 async def logout(engine: AsyncEngine, session_id: str) -> None:
     async with writing(engine) as conn:
-        await conn.execute(delete(t.sessions).where(t.sessions.c.id == _digest(session_id)))
+        await conn.execute(delete(t.sessions).where(t.sessions.c.id == secret_hash(session_id)))
 
 
 # -- API tokens ------------------------------------------------------------------------------
@@ -210,7 +210,7 @@ async def create_token(engine: AsyncEngine, name: str, role: str, created_by: st
                 id=secrets.token_hex(8),
                 name=name,
                 role=role,
-                token_hash=_digest(token),
+                token_hash=secret_hash(token),
                 created_by=created_by,
                 created_at=utcnow(),
             )
@@ -225,7 +225,7 @@ async def token_principal(engine: AsyncEngine, token: str) -> Principal | None:
         row = (
             await conn.execute(
                 select(t.tokens.c.name, t.tokens.c.role).where(
-                    t.tokens.c.token_hash == _digest(token), t.tokens.c.revoked_at.is_(None)
+                    t.tokens.c.token_hash == secret_hash(token), t.tokens.c.revoked_at.is_(None)
                 )
             )
         ).first()
@@ -264,7 +264,7 @@ def csrf_ok(secret_key: str, session_id: str, presented: str | None) -> bool:
     return bool(presented) and hmac.compare_digest(csrf_token(secret_key, session_id), str(presented))
 
 
-def _digest(secret: str) -> str:
+def secret_hash(secret: str) -> str:
     """Tokens and session ids are long random strings: a plain SHA-256 is a safe way to store them."""
     return hashlib.sha256(secret.encode()).hexdigest()
 

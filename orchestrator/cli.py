@@ -264,6 +264,29 @@ async def _tokens(engine: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hooks(args: argparse.Namespace) -> int:
+    return _with_engine(_hooks, args)
+
+
+async def _hooks(engine: Any, args: argparse.Namespace) -> int:
+    from orchestrator import hooks
+
+    if args.hooks_command == "create":
+        hook_id, token = await hooks.create(engine, args.runbook, created_by=f"cli:{_user()}")
+        print(
+            f"hook {hook_id} of {args.runbook} created; POST JSON inputs to this path (shown only now):",
+            file=sys.stderr,
+        )
+        print(hooks.path_of(token))
+    elif args.hooks_command == "list":
+        for row in await hooks.listed(engine, args.runbook):
+            print(f"{row['id']}\t{row['runbook']}\t{'revoked' if row['revoked_at'] else 'active'}")
+    elif not await hooks.revoke(engine, args.runbook, args.hook_id):
+        print(f"{args.runbook} has no active hook {args.hook_id}", file=sys.stderr)
+        return 1
+    return 0
+
+
 async def _engine() -> Any:
     from orchestrator.db.engine import create_engine
     from orchestrator.db.migrate import upgrade_async
@@ -321,6 +344,17 @@ def parser() -> argparse.ArgumentParser:
     revoke = tokens.add_parser("revoke", help="revoke a token by its id")
     revoke.add_argument("token_id")
     revoke.set_defaults(func=cmd_tokens)
+    hooks = sub.add_parser("hooks", help="webhooks that start jobs of a runbook").add_subparsers(
+        dest="hooks_command", required=True
+    )
+    for name, text in (("create", "make a webhook; the last line printed is its path"), ("list", "list webhooks")):
+        command = hooks.add_parser(name, help=text)
+        command.add_argument("runbook")
+        command.set_defaults(func=cmd_hooks)
+    revoke_hook = hooks.add_parser("revoke", help="revoke a webhook")
+    revoke_hook.add_argument("runbook")
+    revoke_hook.add_argument("hook_id")
+    revoke_hook.set_defaults(func=cmd_hooks)
     return top
 
 

@@ -12,11 +12,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from orchestrator import history, ingest, jobs, scheduler
-from orchestrator.auth import EDIT, RUN, VIEW
+from orchestrator import history, hooks, ingest, jobs, scheduler
+from orchestrator.auth import EDIT, RUN, TOKENS, VIEW
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
-from orchestrator.errors import ArtifactNotFound, InvalidInput, OrchestratorError
+from orchestrator.errors import ArtifactNotFound, InvalidInput, NotFound, OrchestratorError
 from orchestrator.runbooks.catalog import version_history
 from orchestrator.services import Services
 from orchestrator.states import PERMISSIONS, Action, JobStatus
@@ -281,6 +281,41 @@ async def ingest_files(request: Request) -> JSONResponse:
     return JSONResponse({"files": [artifact_view(r) for r in rows]}, status_code=201)
 
 
+async def create_hook(request: Request) -> JSONResponse:
+    svc, name = _svc(request), request.path_params["name"]
+    await svc.catalog.get(name)  # 404 for an unknown runbook
+    hook_id, token = await hooks.create(svc.engine, name, _actor(request))
+    body = {"id": hook_id, "runbook": name, "url": hooks.path_of(token), "token": token}
+    return JSONResponse(body, status_code=201)
+
+
+async def list_hooks(request: Request) -> JSONResponse:
+    return JSONResponse({"items": await hooks.listed(_svc(request).engine, request.path_params["name"])})
+
+
+async def revoke_hook(request: Request) -> Response:
+    name, hook_id = request.path_params["name"], request.path_params["hook_id"]
+    if not await hooks.revoke(_svc(request).engine, name, hook_id):
+        raise NotFound(f"Runbook {name} has no active hook {hook_id}.")
+    return Response(status_code=204)
+
+
+async def call_hook(request: Request) -> JSONResponse:
+    """POST /api/v1/hooks/{token}: the token is the credential; the JSON body is the job's inputs."""
+    svc = _svc(request)
+    hook = await hooks.find(svc.engine, request.path_params["hook_token"])
+    if hook is None:
+        raise NotFound("No webhook has this address.")
+    await rate_limit(svc.redis, f"hook:{hook['id']}", request.app.state.settings.job_rate)
+    inputs = await _json_body(request)
+    if not isinstance(inputs, dict):
+        raise InvalidInput({"body": "must be a JSON object of the runbook's inputs"})
+    key = request.headers.get("idempotency-key") or None
+    job_request = jobs.JobRequest(inputs=inputs, source="webhook", actor=f"hook:{hook['id']}", idempotency_key=key)
+    job, created = await jobs.create(svc, hook["runbook"], job_request)
+    return JSONResponse(job, status_code=201 if created else 200)
+
+
 INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
 
@@ -318,6 +353,10 @@ ROUTES = [
     # the permission depends on the action: checked in `act`
     Route("/api/v1/jobs/{job_id}/{action}", guard(None, act), methods=["POST"]),
     Route("/api/v1/events", guard(VIEW, sse.all_stream)),
+    Route("/api/v1/runbooks/{name}/hooks", guard(TOKENS, create_hook), methods=["POST"]),
+    Route("/api/v1/runbooks/{name}/hooks", guard(TOKENS, list_hooks), methods=["GET"]),
+    Route("/api/v1/runbooks/{name}/hooks/{hook_id}", guard(TOKENS, revoke_hook), methods=["DELETE"]),
+    Route("/api/v1/hooks/{hook_token}", call_hook, methods=["POST"]),
     Route("/api/v1/ingest/jobs", guard(RUN, ingest_job), methods=["POST"]),
     Route("/api/v1/ingest/jobs/{job_id}", guard(RUN, ingest_patch), methods=["PATCH"]),
     Route("/api/v1/ingest/jobs/{job_id}/files", guard(RUN, ingest_files), methods=["POST"]),

@@ -218,6 +218,16 @@ SCHEMAS: dict[str, Any] = {
         },
         ["_links", "_embedded", "start", "count", "total"],
     ),
+    "HookCreated": _obj(
+        {
+            "id": {"type": "string"},
+            "runbook": {"type": "string"},
+            "url": {"type": "string"},
+            "token": {"type": "string"},
+        },
+        ["id", "runbook", "url", "token"],
+    ),
+    "HookList": _obj({"items": {"type": "array", "items": OBJ}}, ["items"]),
     "Version": _obj(
         {
             "version": {"type": "integer"},
@@ -450,6 +460,32 @@ PATHS: dict[str, Any] = {
         "get": _op("SSE stream of one job (job:view)", {"200": SSE, **_errors(404)}),
     },
     "/api/v1/events": {"get": _op("SSE stream of every job's status and report (job:view)", {"200": SSE, **_errors()})},
+    "/api/v1/runbooks/{name}/hooks": {
+        "parameters": [NAME],
+        "post": _op(
+            "Make a webhook for this runbook; its token is shown only now (admin)",
+            {"201": _json("HookCreated", "created"), **_errors(404)},
+        ),
+        "get": _op("The runbook's webhooks, without their tokens (admin)", {"200": _json("HookList"), **_errors(404)}),
+    },
+    "/api/v1/runbooks/{name}/hooks/{hook_id}": {
+        "parameters": [NAME, _path("hook_id", "the webhook's id")],
+        "delete": _op("Revoke a webhook (admin)", {"204": {"description": "revoked"}, **_errors(404)}),
+    },
+    "/api/v1/hooks/{hook_token}": {
+        "parameters": [_path("hook_token", "the webhook's secret token, its only credential")],
+        "post": _op(
+            "Start a job of the hook's runbook; the JSON body is its inputs (source webhook)",
+            {
+                "201": _json("Job", "created"),
+                "200": _json("Job", "the job of this Idempotency-Key"),
+                **{k: v for k, v in _errors(400, 404, 413, 422, 429).items() if k not in ("401", "403")},
+            },
+            security=[],
+            parameters=[{"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}}],
+            requestBody={"required": False, "content": {"application/json": {"schema": {"type": "object"}}}},
+        ),
+    },
     "/api/v1/ingest/jobs": {
         "post": _op(
             "Report a run made elsewhere; the same source + external_id updates it (job:run)",

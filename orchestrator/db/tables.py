@@ -186,6 +186,19 @@ class ApiToken(SQLModel, table=True):
     revoked_at: datetime | None = _when(default=None)
 
 
+class Hook(SQLModel, table=True):
+    """A webhook that starts jobs of one runbook; only the SHA-256 of its token is kept."""
+
+    __tablename__ = "hooks"
+
+    id: str = Field(primary_key=True, max_length=16)
+    runbook: str = Field(max_length=100, index=True)
+    token_hash: str = Field(max_length=64, unique=True)
+    created_by: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _when(default_factory=utcnow)
+    revoked_at: datetime | None = _when(default=None)
+
+
 class Session(SQLModel, table=True):
     """A signed-in browser. The id is the SHA-256 of the random id in the user's cookie."""
 
@@ -208,3 +221,4 @@ versions = metadata.tables["runbook_versions"]
 users = metadata.tables["users"]
 tokens = metadata.tables["api_tokens"]
 sessions = metadata.tables["sessions"]
+hooks = metadata.tables["hooks"]
