@@ -15,7 +15,7 @@ from orchestrator.errors import InvalidTransition, OrchestratorError
 from orchestrator.events import Pending
 from orchestrator.runbooks.schema import Runbook
 from orchestrator.states import JobStatus, StepStatus
-from orchestrator.transitions import move_sync
+from orchestrator.transitions import SELECT_STATUS, move_sync
 
 STEP_FIELDS = ("status", "started_at", "finished_at", "duration_s", "retries", "attempt", "captured", "error")
 
@@ -66,30 +66,18 @@ def read_job(conn: Connection, job_id: str) -> tuple[Any, int, dict[str, Any]]:
 def claim_op(job_id: str, attempt: int, robot: str, started_at: Any) -> Any:
     def claim(conn: Connection, events: list[Pending]) -> None:
         values = {"started_at": started_at or utcnow(), "robot": robot}
+
+        def to_running() -> None:
+            expected = {JobStatus.QUEUED}
+            move_sync(conn, job_id, JobStatus.RUNNING, expected=expected, attempt=attempt, values=values, events=events)
+
         try:
-            move_sync(
-                conn,
-                job_id,
-                JobStatus.RUNNING,
-                expected={JobStatus.QUEUED},
-                attempt=attempt,
-                values=values,
-                events=events,
-            )
-        except InvalidTransition:
-            status = JobStatus(conn.execute(SELECT_JOB, {"b_id": job_id}).mappings().one()["status"])
-            if status is not JobStatus.SCHEDULED:
+            to_running()
+        except InvalidTransition:  # a job for later whose time has come goes through queued
+            if JobStatus(conn.execute(SELECT_STATUS, {"b_id": job_id}).scalar_one()) is not JobStatus.SCHEDULED:
                 raise
             move_sync(conn, job_id, JobStatus.QUEUED, events=events)
-            move_sync(
-                conn,
-                job_id,
-                JobStatus.RUNNING,
-                expected={JobStatus.QUEUED},
-                attempt=attempt,
-                values=values,
-                events=events,
-            )
+            to_running()
 
     return claim
 
