@@ -10,7 +10,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
-from orchestrator.db.tables import utcnow
+from orchestrator.db.tables import aware, utcnow
 from orchestrator.errors import InvalidInput
 
 VIEW, RUN, CONTROL, APPROVE, EDIT = "job:view", "job:run", "job:control", "job:approve", "job:edit"
@@ -186,7 +186,7 @@ async def session_principal(engine: AsyncEngine, session_id: str) -> Principal |
                 .where(t.sessions.c.id == secret_hash(session_id))
             )
         ).first()
-    if row is None or _aware(row.expires_at) < utcnow():
+    if row is None or aware(row.expires_at) < utcnow():
         return None
     return Principal(row.name, row.role, "user", session_id)
 
@@ -267,7 +267,3 @@ def csrf_ok(secret_key: str, session_id: str, presented: str | None) -> bool:
 def secret_hash(secret: str) -> str:
     """Tokens and session ids are long random strings: a plain SHA-256 is a safe way to store them."""
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def _aware(value: Any) -> Any:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -34,6 +34,10 @@ class ArtifactNotFound(NotFound):
     """This job has no artifact with this id."""
 
 
+class ScheduleNotFound(NotFound):
+    """No schedule has this id."""
+
+
 class NotSignedIn(OrchestratorError):
     """Sign in, or send an API token as `Authorization: Bearer TOKEN`."""
 
@@ -83,6 +87,12 @@ class InvalidTransition(OrchestratorError):
 
 class Duplicate(OrchestratorError):
     """A job with the same inputs is already queued or running."""
+
+    status_code = 409
+
+
+class Conflict(OrchestratorError):
+    """This cannot be changed here."""
 
     status_code = 409
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from orchestrator.db import tables as t
 from orchestrator.db.engine import writing
-from orchestrator.db.tables import utcnow
+from orchestrator.db.tables import aware, utcnow
 from orchestrator.errors import InvalidInput, JobNotFound, OrchestratorError
 from orchestrator.events import Pending, append, publish
 from orchestrator.jobs import get, new_id
@@ -152,10 +152,6 @@ def _when(raw: Any, name: str, errors: dict[str, str]) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _records(raw: Any, errors: dict[str, str]) -> list[dict[str, Any]]:
     if not isinstance(raw, list) or len(raw) > MAX_RECORDS:
         errors["records"] = f"must be a list of at most {MAX_RECORDS} objects"
@@ -269,7 +265,7 @@ async def _update(conn: Any, row: dict[str, Any], values: dict[str, Any]) -> Non
     records = values.pop("_records", None)
     merged = {**row, **values}
     if merged.get("started_at") and merged.get("finished_at") and "duration_s" not in values:
-        began, ended = _aware(merged["started_at"]), _aware(merged["finished_at"])
+        began, ended = aware(merged["started_at"]), aware(merged["finished_at"])
         values["duration_s"] = round((ended - began).total_seconds(), 3)
     if values:
         await conn.execute(update(t.jobs).where(t.jobs.c.id == job_id).values(**values, updated_at=utcnow()))

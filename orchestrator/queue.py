@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import in_progress_key_prefix, job_key_prefix
@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
-from orchestrator.db.tables import utcnow
+from orchestrator.db.tables import aware, utcnow
 
 FUNCTION = "run_job"
 #: Published after every enqueue so workers start at once instead of waiting for their next poll.
@@ -77,7 +77,7 @@ async def reconcile(engine: AsyncEngine, pool: ArqRedis, older_than: timedelta =
         held, taken, leased = found[3 * i : 3 * i + 3]
         if not held:
             lost.append(row)
-        elif taken and not leased and _aware(row.updated_at) < cutoff - older_than:
+        elif taken and not leased and aware(row.updated_at) < cutoff - older_than:
             dead.append(row)
     if not lost and not dead:
         return 0
@@ -98,10 +98,6 @@ async def reconcile(engine: AsyncEngine, pool: ArqRedis, older_than: timedelta =
         if (row.id, row.attempt, row.updated_at) in still:
             enqueued += await _retake(engine, pool, row.id, row.attempt, row.priority)
     return enqueued
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 async def _retake(engine: AsyncEngine, pool: ArqRedis, job_id: str, attempt: int, priority: str) -> int:

@@ -1,104 +1,120 @@
-"""Cron schedules of runbooks -> jobs, one job per fire time however many schedulers run."""
+"""The scheduler process: fires due schedules as jobs, exactly one job per fire time however many
+schedulers run, and runs the reaper and the reconciler."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-
-from orchestrator import jobs, queue
+from orchestrator import cron, jobs, queue, schedules
 from orchestrator.config import Settings
-from orchestrator.db.tables import utcnow
-from orchestrator.errors import OrchestratorError
+from orchestrator.db.tables import aware, utcnow
+from orchestrator.errors import InvalidTransition, OrchestratorError
 from orchestrator.reaper import Reaper
-from orchestrator.runbooks.schema import Schedule
 from orchestrator.services import Services
+from orchestrator.states import Action, JobStatus
 
 log = logging.getLogger(__name__)
 
 RECONCILE_EVERY_S = 15
+#: A fire time at most this late is on time; an older one was missed (the scheduler was down) and
+#: `catch_up` decides whether it still runs.
+GRACE = timedelta(seconds=30)
+#: `catch_up: all` after a long downtime starts at most this many jobs per schedule.
+MAX_CATCH_UP = 100
 
 
-def _zone(schedule: Schedule) -> ZoneInfo:
-    try:
-        return ZoneInfo(schedule.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise OrchestratorError(f"Unknown timezone {schedule.timezone!r} in the schedule.") from None
+def to_fire(row: Any, now: datetime) -> list[datetime]:
+    """The fire times of a due schedule to run now, by its catch_up policy."""
+    due = cron.between(row.cron, row.timezone, aware(row.next_fire_at), now, limit=100_000)
+    if row.catch_up == "all":
+        return due[-MAX_CATCH_UP:]
+    if row.catch_up == "latest":
+        return due[-1:]
+    return [f for f in due if now - f <= GRACE]
 
 
-def next_fire(schedule: Schedule, after: datetime) -> datetime:
-    return croniter(schedule.cron, after.astimezone(_zone(schedule))).get_next(datetime)
-
-
-def previous_fire(schedule: Schedule, before: datetime) -> datetime:
-    return croniter(schedule.cron, before.astimezone(_zone(schedule))).get_prev(datetime)
-
-
-def describe(schedule: Schedule | None, now: datetime | None = None) -> dict[str, Any] | None:
-    if schedule is None:
-        return None
-    now = now or utcnow()
-    return {
-        "cron": schedule.cron,
-        "timezone": schedule.timezone,
-        "inputs": schedule.inputs,
-        "active": schedule.active,
-        "catch_up": schedule.catch_up,
-        "overlap": schedule.overlap,
-        "previous_trigger": previous_fire(schedule, now).isoformat(),
-        "next_trigger": next_fire(schedule, now).isoformat() if schedule.active else None,
-    }
-
-
-async def fire_due(svc: Services, since: datetime, until: datetime) -> int:
-    """Create the job of every active schedule that fired in (since, until]. Idempotent per fire time."""
-    await svc.catalog.refresh()
-    created = 0
-    for version in svc.catalog.versions():
-        schedule = version.runbook.schedule
-        if schedule is None or not schedule.active or version.runbook.status != "active":
-            continue
-        fire = next_fire(schedule, since)
-        if fire > until:
+async def fire(svc: Services, row: Any, now: datetime) -> int:
+    """Start the jobs of one due schedule and move it on; returns how many jobs it created."""
+    created, last_job, fired = 0, row.last_job_id, None
+    for when in to_fire(row, now):
+        fired = when
+        if not await _make_room(svc, row, last_job, when):
             continue
         request = jobs.JobRequest(
-            inputs=dict(schedule.inputs),
+            inputs=schedules.inputs_of(svc, row),
+            priority=row.priority,
             source="schedule",
-            actor="scheduler",
-            idempotency_key=f"schedule:{fire.astimezone(ZoneInfo('UTC')).isoformat()}",
+            actor=f"schedule:{row.id}",
+            idempotency_key=f"schedule:{row.id}:{when.isoformat()}",
+            data={"schedule_id": row.id, "fire_time": when.isoformat()},
         )
         try:
-            _, new = await jobs.create(svc, version.runbook.name, request)
-            created += new
+            job, new = await jobs.create(svc, row.runbook, request)
         except OrchestratorError as exc:
-            log.error("schedule of %s could not create a job: %s", version.runbook.name, exc.message)
+            log.error("schedule %s of %s could not create a job: %s", row.id, row.runbook, exc.message)
+            continue
+        last_job, created = job["id"], created + new
+    await schedules.advance(svc, row, cron.next_after(row.cron, row.timezone, now), fired, last_job)
     return created
 
 
-async def run(settings: Settings, tick: float = 1.0) -> None:
+async def _make_room(svc: Services, row: Any, last_job: str | None, when: datetime) -> bool:
+    """Apply `overlap` when the schedule's previous job is still going: False to skip this fire time."""
+    if row.overlap == "allow" or last_job is None:
+        return True
+    try:
+        previous = await jobs.get(svc, last_job)
+    except OrchestratorError:
+        return True
+    if JobStatus(previous["status"]).finished:
+        return True
+    if row.overlap == "skip":
+        log.info("schedule %s: skipped %s, job %s is still %s", row.id, when.isoformat(), last_job, previous["status"])
+        return False
+    with contextlib.suppress(InvalidTransition):  # it ended meanwhile, or another scheduler cancelled it
+        await jobs.act(svc, last_job, Action.CANCEL, f"schedule:{row.id}", "the schedule's next run started")
+    return True
+
+
+async def tick(svc: Services, now: datetime | None = None) -> int:
+    """Fire every due schedule; returns how many jobs were created."""
+    now = now or utcnow()
+    await schedules.sync(svc)
+    created = 0
+    for row in await schedules.due(svc, now):
+        created += await fire(svc, row, now)
+    return created
+
+
+async def _pause(svc: Services, tick_s: float) -> None:
+    """Sleep until the next fire time, at most `tick_s`."""
+    nearest = await schedules.earliest(svc)
+    wait = tick_s if nearest is None else (aware(nearest) - utcnow()).total_seconds()
+    await asyncio.sleep(min(tick_s, max(wait, 0.01)))
+
+
+async def run(settings: Settings, tick_s: float = 1.0) -> None:
     svc = await Services.open(settings)
-    since = utcnow()
     reconciled_at = 0.0
     reaper = Reaper(svc.engine, svc.redis)
     log.info("scheduler started")
     try:
         while True:
-            await asyncio.sleep(tick)
-            until = utcnow()
             try:
-                await fire_due(svc, since, until)
-                since = until
+                await tick(svc)
                 await reaper.sweep()
                 if time.monotonic() - reconciled_at > RECONCILE_EVERY_S:
                     reconciled_at = time.monotonic()
                     if count := await queue.reconcile(svc.engine, svc.redis):
                         log.warning("enqueued %d queued jobs that Redis did not know", count)
+                await _pause(svc, tick_s)
             except Exception as exc:  # noqa: BLE001 - Redis or the database away: try again next tick
                 log.warning("scheduler tick failed (%s); retrying", exc)
+                await asyncio.sleep(tick_s)
     finally:
         await svc.close()

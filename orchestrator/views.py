@@ -162,8 +162,9 @@ async def job_view(conn: AsyncConnection, job_id: str) -> dict[str, Any]:
     return job
 
 
-def runbook_view(version: Any, schedule: dict[str, Any] | None) -> dict[str, Any]:
-    """A runbook's definition as the API and pages show it (secret defaults masked)."""
+def runbook_view(version: Any, schedules: list[dict[str, Any]]) -> dict[str, Any]:
+    """A runbook's definition as the API and pages show it (secret defaults masked), with its
+    schedules: `schedule` is the one its file defines, `schedules` every one of it."""
     runbook = version.runbook
     inputs = {}
     for name, spec in runbook.inputs.items():
@@ -180,7 +181,8 @@ def runbook_view(version: Any, schedule: dict[str, Any] | None) -> dict[str, Any
         "hash": version.hash,
         "inputs": inputs,
         "settings": runbook.settings.model_dump(),
-        "schedule": schedule,
+        "schedule": next((s for s in schedules if s["origin"] == "runbook"), None),
+        "schedules": schedules,
         "steps": [{"id": s.id, "name": s.name, "action": s.action} for s in runbook.steps],
         "steps_count": len(runbook.steps),
         "outputs": list(runbook.outputs),

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from orchestrator import history, hooks, ingest, jobs, scheduler
+from orchestrator import history, hooks, ingest, jobs, schedules
 from orchestrator.auth import EDIT, RUN, TOKENS, VIEW
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
@@ -105,13 +105,15 @@ def _finite(text: str) -> float:
 async def list_runbooks(request: Request) -> JSONResponse:
     svc = _svc(request)
     await svc.catalog.refresh()
-    items = [runbook_view(v, scheduler.describe(v.runbook.schedule)) for v in svc.catalog.versions()]
+    grouped = await schedules.by_runbook(svc)
+    items = [runbook_view(v, grouped.get(v.runbook.name, [])) for v in svc.catalog.versions()]
     return JSONResponse({"items": items, "problems": [str(p) for p in svc.catalog.problems]})
 
 
 async def get_runbook(request: Request) -> JSONResponse:
-    version = await _svc(request).catalog.get(request.path_params["name"])
-    return JSONResponse(runbook_view(version, scheduler.describe(version.runbook.schedule)))
+    svc = _svc(request)
+    version = await svc.catalog.get(request.path_params["name"])
+    return JSONResponse(runbook_view(version, await schedules.listed(svc, version.runbook.name)))
 
 
 async def create_job(request: Request) -> JSONResponse:
@@ -319,6 +321,30 @@ async def call_hook(request: Request) -> JSONResponse:
 INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
 
 
+async def list_schedules(request: Request) -> JSONResponse:
+    items = await schedules.listed(_svc(request), request.query_params.get("runbook") or None)
+    return JSONResponse({"items": items, "total": len(items)})
+
+
+async def create_schedule(request: Request) -> JSONResponse:
+    body = await _json_body(request)
+    return JSONResponse(await schedules.create(_svc(request), body, _actor(request)), status_code=201)
+
+
+async def get_schedule(request: Request) -> JSONResponse:
+    return JSONResponse(await schedules.get(_svc(request), request.path_params["schedule_id"]))
+
+
+async def patch_schedule(request: Request) -> JSONResponse:
+    body = await _json_body(request)
+    return JSONResponse(await schedules.update_one(_svc(request), request.path_params["schedule_id"], body))
+
+
+async def delete_schedule(request: Request) -> Response:
+    await schedules.remove(_svc(request), request.path_params["schedule_id"])
+    return Response(status_code=204)
+
+
 async def healthz(request: Request) -> JSONResponse:
     svc = _svc(request)
     checks: dict[str, str] = {}
@@ -357,6 +383,11 @@ ROUTES = [
     Route("/api/v1/runbooks/{name}/hooks", guard(TOKENS, list_hooks), methods=["GET"]),
     Route("/api/v1/runbooks/{name}/hooks/{hook_id}", guard(TOKENS, revoke_hook), methods=["DELETE"]),
     Route("/api/v1/hooks/{hook_token}", call_hook, methods=["POST"]),
+    Route("/api/v1/schedules", guard(VIEW, list_schedules), methods=["GET"]),
+    Route("/api/v1/schedules", guard(RUN, create_schedule), methods=["POST"]),
+    Route("/api/v1/schedules/{schedule_id}", guard(VIEW, get_schedule), methods=["GET"]),
+    Route("/api/v1/schedules/{schedule_id}", guard(RUN, patch_schedule), methods=["PATCH"]),
+    Route("/api/v1/schedules/{schedule_id}", guard(RUN, delete_schedule), methods=["DELETE"]),
     Route("/api/v1/ingest/jobs", guard(RUN, ingest_job), methods=["POST"]),
     Route("/api/v1/ingest/jobs/{job_id}", guard(RUN, ingest_patch), methods=["PATCH"]),
     Route("/api/v1/ingest/jobs/{job_id}/files", guard(RUN, ingest_files), methods=["POST"]),

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from orchestrator import jobs, scheduler
+from orchestrator import jobs, schedules
 from orchestrator.auth import VIEW
 from orchestrator.runbooks.catalog import version_history
 from orchestrator.services import Services
@@ -56,14 +56,15 @@ async def job_page(request: Request) -> Response:
 async def runbooks_page(request: Request) -> Response:
     svc: Services = request.app.state.svc
     await svc.catalog.refresh()
-    items = [runbook_view(v, scheduler.describe(v.runbook.schedule)) for v in svc.catalog.versions()]
+    grouped = await schedules.by_runbook(svc)
+    items = [runbook_view(v, grouped.get(v.runbook.name, [])) for v in svc.catalog.versions()]
     return _render(request, "runbooks.html", {"runbooks": items, "errors": [str(p) for p in svc.catalog.problems]})
 
 
 async def runbook_page(request: Request) -> Response:
     svc: Services = request.app.state.svc
     version = await svc.catalog.get(request.path_params["name"])
-    view = runbook_view(version, scheduler.describe(version.runbook.schedule))
+    view = runbook_view(version, await schedules.listed(svc, version.runbook.name))
     view["source"] = version.source
     history = await jobs.list_jobs(svc, jobs.JobFilter(runbook=version.runbook.name, limit=20))
     versions = await version_history(svc.engine, version.runbook.name)

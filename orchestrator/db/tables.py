@@ -13,6 +13,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def aware(value: datetime) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite hands them back naive)."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 def _when(**kw: Any) -> Any:
     return Field(sa_type=DateTime(timezone=True), **kw)
 
@@ -199,6 +204,34 @@ class Hook(SQLModel, table=True):
     revoked_at: datetime | None = _when(default=None)
 
 
+class ScheduleRow(SQLModel, table=True):
+    """A cron schedule of a runbook: from its file (`origin` runbook) or made over the API.
+    `next_fire_at` is the scheduler's state: schedulers advance it by compare-and-set."""
+
+    __tablename__ = "schedules"
+
+    id: str = Field(primary_key=True, max_length=120)
+    runbook: str = Field(max_length=100, index=True)
+    origin: str = Field(default="api", max_length=16)
+    cron: str = Field(max_length=200)
+    timezone: str = Field(default="UTC", max_length=64)
+    inputs: dict[str, Any] = _json(dict)
+    secret_inputs: str | None = Field(default=None, sa_type=Text)
+    priority: str | None = Field(default=None, max_length=8)
+    catch_up: str = Field(default="none", max_length=8)
+    overlap: str = Field(default="skip", max_length=16)
+    active: bool = True
+    #: For a schedule from a runbook file: the hash of its definition there, so a changed file
+    #: resets it while a pause made on the page survives re-reading an unchanged file.
+    definition: str | None = Field(default=None, max_length=64)
+    next_fire_at: datetime | None = _when(default=None)
+    last_fire_at: datetime | None = _when(default=None)
+    last_job_id: str | None = Field(default=None, max_length=32)
+    created_by: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _when(default_factory=utcnow)
+    updated_at: datetime = _when(default_factory=utcnow)
+
+
 class Session(SQLModel, table=True):
     """A signed-in browser. The id is the SHA-256 of the random id in the user's cookie."""
 
@@ -222,3 +255,4 @@ users = metadata.tables["users"]
 tokens = metadata.tables["api_tokens"]
 sessions = metadata.tables["sessions"]
 hooks = metadata.tables["hooks"]
+schedules = metadata.tables["schedules"]

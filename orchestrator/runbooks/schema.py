@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from orchestrator import cron
 from orchestrator.runbooks.steps import ForEach, Step, StepBase
 
 InputType = Literal["string", "integer", "number", "boolean", "records", "file"]
@@ -46,6 +47,14 @@ class Schedule(Strict):
     active: bool = True
     catch_up: Literal["none", "latest", "all"] = "none"
     overlap: Literal["skip", "allow", "cancel_previous"] = "skip"
+
+    @model_validator(mode="after")
+    def _fires(self) -> Schedule:
+        try:
+            cron.check(self.cron, self.timezone)
+        except cron.CronError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 class Trigger(Strict):

@@ -6,10 +6,14 @@ import asyncio
 import contextlib
 import os
 import secrets
+import signal
+import subprocess
+import sys
 import textwrap
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -233,3 +237,34 @@ async def any_db_env(
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@contextmanager
+def orch_process(env: Env, command: str, **extra: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`orchestrator COMMAND` (worker, scheduler) as a process of its own, configured like `env`;
+    killed with its process group (its Chromium too) at the end."""
+    s = env.settings
+    environ = dict(
+        os.environ,
+        ORCH_DATA_DIR=str(s.data_dir),
+        ORCH_DATABASE_URL=s.database_url,
+        ORCH_REDIS_URL=s.redis or "",
+        ORCH_RUNBOOKS_DIR=str(s.runbooks_dir),
+        ORCH_SECRET_KEY=s.secret_key,
+        ORCH_PUBLIC_URL=s.public_url,
+        ORCH_BROWSER_PATH=s.browser_path or "",
+        **extra,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", command],
+        env=environ,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

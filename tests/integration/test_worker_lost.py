@@ -9,10 +9,8 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from orchestrator.db.engine import reading
 from orchestrator.dev import redis_command
 from orchestrator.services import Services
 from orchestrator.states import Action
-from tests.integration.conftest import Env, step
+from tests.integration.conftest import Env, orch_process, step
 from tests.support import free_port, stop_process, wait_for_port
 
 RUNBOOK = """
@@ -40,33 +38,8 @@ outputs:
 """
 
 
-@contextmanager
-def worker_process(env: Env) -> Iterator[subprocess.Popen[bytes]]:
-    s = env.settings
-    environ = dict(
-        os.environ,
-        ORCH_DATA_DIR=str(s.data_dir),
-        ORCH_DATABASE_URL=s.database_url,
-        ORCH_REDIS_URL=s.redis or "",
-        ORCH_RUNBOOKS_DIR=str(s.runbooks_dir),
-        ORCH_SECRET_KEY=s.secret_key,
-        ORCH_PUBLIC_URL=s.public_url,
-        ORCH_BROWSER_PATH=s.browser_path or "",
-        ORCH_WORKER_CONCURRENCY="2",
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "worker"],
-        env=environ,
-        start_new_session=True,  # its own process group: SIGKILL takes its Chromium with it
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+def worker_process(env: Env) -> AbstractContextManager[subprocess.Popen[bytes]]:
+    return orch_process(env, "worker", ORCH_WORKER_CONCURRENCY="2")
 
 
 async def step_running(env: Env, job_id: str, step_id: str) -> None:
