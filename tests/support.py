@@ -150,3 +150,20 @@ async def sign_in(page: Any, base_url: str, username: str, password: str) -> Non
     await page.get_by_label("Password").fill(password)
     await page.get_by_role("button", name="Sign in").click()
     await page.wait_for_url(lambda url: "/login" not in url)
+
+
+@contextlib.asynccontextmanager
+async def signed_in_page(base_url: str, username: str, password: str) -> AsyncIterator[Any]:
+    """A page of a real Chromium, signed in as `username`; the browser closes afterwards."""
+    from playwright.async_api import async_playwright
+
+    from worker.browser import CHROMIUM_ARGS
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            await sign_in(page, base_url, username, password)
+            yield page
+        finally:
+            await browser.close()

@@ -7,12 +7,14 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from playwright.async_api import expect
 from sqlalchemy import select, update
 
-from orchestrator import cron, scheduler
+from orchestrator import auth, cron, scheduler, schedules
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
-from tests.integration.conftest import Env, http_client, orch_process
+from tests.integration.conftest import Env, http_client, live_server, orch_process
+from tests.support import signed_in_page
 
 RUNBOOK = """
 name: nightly
@@ -32,6 +34,11 @@ schedule:
 steps:
   - {id: one, action: set, values: {a: 1}}
 """
+
+
+def at(iso: str | None) -> datetime:
+    assert iso is not None
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
 
 async def made_jobs(env: Env, schedule_id: str) -> list[Any]:
@@ -69,7 +76,7 @@ async def test_schedules_api_validates_creates_pauses_resumes_and_deletes(env: E
         assert schedule["active"] is True and schedule["previous_trigger"] is None
         assert schedule["inputs"] == {"region": "eu", "pin": "********"}
         expected = cron.next_after("30 2 * * *", "Europe/Berlin", datetime.now(UTC))
-        assert datetime.fromisoformat(schedule["next_trigger"].replace("Z", "+00:00")) == expected
+        assert at(schedule["next_trigger"]) == expected
 
         listed = (await http.get("/api/v1/schedules")).json()["items"]
         assert {(s["runbook"], s["origin"]) for s in listed} == {("nightly", "api"), ("morning", "runbook")}
@@ -163,7 +170,7 @@ async def test_every_two_seconds_for_a_minute_with_two_schedulers_makes_exactly_
         async with http_client(env.settings, role="operator") as http:
             body = {"runbook": "nightly", "cron": "* * * * * */2", "overlap": "allow", "inputs": {"region": "eu"}}
             schedule = (await http.post("/api/v1/schedules", json=body)).json()
-            created = datetime.fromisoformat(schedule["created_at"].replace("Z", "+00:00"))
+            created = at(schedule["created_at"])
             # pause half-way between two fire times, a minute on, so no fire time is on the edge
             pause_at = created.replace(microsecond=0) + timedelta(seconds=61 - created.second % 2)
             await asyncio.sleep((pause_at - datetime.now(UTC)).total_seconds())
@@ -174,3 +181,23 @@ async def test_every_two_seconds_for_a_minute_with_two_schedulers_makes_exactly_
     assert len(expected) == 30
     assert fire_times(rows) == [f.isoformat() for f in expected]
     assert {r.source for r in rows} == {"schedule"}
+
+
+async def test_the_runbook_page_shows_the_schedule_and_pauses_and_resumes_it(env: Env) -> None:
+    env.write(FILE_SCHEDULED)
+    await auth.add_user(env.svc.engine, "ops", "operator", "ops-password")
+    async with live_server(env.settings) as url, signed_in_page(url, "ops", "ops-password") as page:
+        await page.goto(f"{url}/runbooks/morning")
+        card = page.locator("#schedules")
+        await expect(card).to_contain_text("0 6 * * 1-5")
+        await expect(card).to_contain_text("Europe/Berlin")
+        next_time = card.locator("dt:text('Next') + dd time")
+        expected = cron.next_after("0 6 * * 1-5", "Europe/Berlin", datetime.now(UTC))
+        assert at(await next_time.get_attribute("datetime")) == expected
+        await card.get_by_role("button", name="Pause").click()
+        await expect(card.get_by_role("button", name="Resume")).to_be_visible()
+        await expect(card.locator(".schedule-active")).to_have_text("paused")
+        assert (await schedules.listed(env.svc, "morning"))[0]["active"] is False
+        await card.get_by_role("button", name="Resume").click()
+        await expect(card.get_by_role("button", name="Pause")).to_be_visible()
+        assert at((await schedules.listed(env.svc, "morning"))[0]["next_trigger"]) == expected

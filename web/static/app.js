@@ -1100,6 +1100,23 @@
     });
   }
 
+  // ---------------------------------------------------------------- schedules
+
+  /** Pause / Resume of a schedule on the runbook page: PATCH its `active`, then show the new state. */
+  function initScheduleButton(button) {
+    button.addEventListener("click", async () => {
+      const active = button.dataset.active === "true";
+      button.disabled = true;
+      const res = await api("PATCH", button.dataset.scheduleUrl, { active: !active });
+      button.disabled = false;
+      if (!res.ok) {
+        toast(res.data?.error || `The schedule could not be changed (${res.status}).`, "error");
+        return;
+      }
+      window.location.reload();
+    });
+  }
+
   // ---------------------------------------------------------------- start
 
   function start() {
@@ -1109,6 +1126,7 @@
     const job = $(".job-page[data-job-id]");
     if (job) initJob(job);
     for (const form of $$("form[data-runbook]")) initRunForm(form);
+    for (const button of $$("button[data-schedule-url]")) initScheduleButton(button);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
