@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Text, and_, cast, func, insert, or_, selec
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator import inputs as job_inputs
-from orchestrator import queue
+from orchestrator import limits, queue
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
 from orchestrator.db.tables import utcnow
@@ -149,7 +149,7 @@ async def create(svc: Services, name: str, request: JobRequest) -> tuple[dict[st
         if request.idempotency_key and (existing := await _by_key(svc, name, request.idempotency_key)):
             return existing, False
         raise
-    await _enqueue(svc, job_id, 1, priority, request.run_at)
+    await _enqueue(svc, row, runbook.settings.concurrency)
     async with reading(svc.engine) as conn:
         return await job_view(conn, job_id), True
 
@@ -236,10 +236,14 @@ async def _insert(
         await append(conn, [event])
 
 
-async def _enqueue(svc: Services, job_id: str, attempt: int, priority: str, run_at: datetime | None) -> None:
-    """Enqueue on arq and announce the new job (the row, already stored, is the truth if Redis fails)."""
+async def _enqueue(svc: Services, row: dict[str, Any], limit: int | None) -> None:
+    """Enqueue a new job on arq (in its runbook's line too when the runbook has a concurrency
+    limit) and announce it; the row, already stored, is the truth if Redis fails."""
+    job_id, run_at = row["id"], row.get("scheduled_at")
     try:
-        await queue.enqueue(svc.redis, job_id, attempt, priority, run_at)
+        if limit and not (run_at and run_at > row["created_at"]):
+            await limits.join_line(svc.redis, row["runbook"], job_id, row["created_at"], row["priority"])
+        await queue.enqueue(svc.redis, job_id, 1, row["priority"], run_at)
     except Exception as exc:  # noqa: BLE001 - the row is the truth; the reconciler enqueues it later
         log.warning("job %s stored but not enqueued (%s); it will be enqueued when Redis answers", job_id, exc)
     await publish(svc.redis, [job_id])
@@ -490,7 +494,7 @@ async def rerun(
         inputs_hash=old["inputs_hash"],
     )
     await _insert(svc, row, [(st["step_id"], st["name"], st["action"]) for st in steps], [], carried=carried)
-    await _enqueue(svc, new_job, 1, row["priority"], None)
+    await _enqueue(svc, row, (await load_version(svc.engine, row["version_id"])).runbook.settings.concurrency)
     return await get(svc, new_job)
 
 

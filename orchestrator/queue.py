@@ -38,12 +38,31 @@ def arq_job_id(job_id: str, attempt: int) -> str:
 
 
 async def enqueue(
-    pool: ArqRedis, job_id: str, attempt: int = 1, priority: str = "normal", run_at: datetime | None = None
-) -> None:
-    now = utcnow()
+    pool: ArqRedis,
+    job_id: str,
+    attempt: int = 1,
+    priority: str = "normal",
+    run_at: datetime | None = None,
+    now: datetime | None = None,
+) -> bool:
+    """Put the job on the queue; False when arq still holds this attempt (queued, or just finishing)."""
+    now = now or utcnow()
     when = run_at if run_at and run_at > now else now - PRIORITY_HEAD_START.get(priority, timedelta(0))
-    await pool.enqueue_job(FUNCTION, job_id, attempt, _job_id=arq_job_id(job_id, attempt), _defer_until=when)
+    job = await pool.enqueue_job(FUNCTION, job_id, attempt, _job_id=arq_job_id(job_id, attempt), _defer_until=when)
     await pool.publish(WAKE_CHANNEL, job_id)
+    return job is not None
+
+
+async def enqueue_when_free(pool: ArqRedis, job_id: str, attempt: int, priority: str, seconds: float = 5) -> None:
+    """Enqueue a job whose previous pass through arq may still be finishing (its keys not yet gone);
+    should it take longer than `seconds`, the reconciler enqueues it."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await enqueue(pool, job_id, attempt, priority):
+        if await pool.zscore(pool.default_queue_name, arq_job_id(job_id, attempt)) is not None:
+            return  # still waiting on the queue: it comes round by itself
+        if asyncio.get_running_loop().time() > deadline:
+            return
+        await asyncio.sleep(0.05)
 
 
 #: A run hands its last writes to its worker's committer and returns to arq, which then deletes
@@ -58,7 +77,7 @@ async def reconcile(engine: AsyncEngine, pool: ArqRedis, older_than: timedelta =
     mark stays, no lease was ever taken): that one goes on as its next attempt. arq ignores a job id
     it already holds, so this never runs a job twice."""
     cutoff = utcnow() - older_than
-    query = select(t.jobs.c.id, t.jobs.c.attempt, t.jobs.c.priority, t.jobs.c.updated_at).where(
+    query = select(t.jobs.c.id, t.jobs.c.runbook, t.jobs.c.attempt, t.jobs.c.priority, t.jobs.c.updated_at).where(
         t.jobs.c.status == "queued", t.jobs.c.updated_at < cutoff
     )
     async with reading(engine) as conn:
@@ -71,10 +90,13 @@ async def reconcile(engine: AsyncEngine, pool: ArqRedis, older_than: timedelta =
             pipe.exists(job_key_prefix + arq_id, in_progress_key_prefix + arq_id)
             pipe.exists(in_progress_key_prefix + arq_id)
             pipe.exists(lease_key(row.id))
+            pipe.zscore(f"orch:line:{row.runbook}", row.id)  # waiting for a slot of its runbook
         found = await pipe.execute()
     lost, dead = [], []
     for i, row in enumerate(rows):
-        held, taken, leased = found[3 * i : 3 * i + 3]
+        held, taken, leased, in_line = found[4 * i : 4 * i + 4]
+        if in_line is not None:
+            continue
         if not held:
             lost.append(row)
         elif taken and not leased and aware(row.updated_at) < cutoff - older_than:

@@ -14,6 +14,7 @@ from orchestrator import cron, jobs, queue, schedules
 from orchestrator.config import Settings
 from orchestrator.db.tables import aware, utcnow
 from orchestrator.errors import InvalidTransition, OrchestratorError
+from orchestrator.limits import Limits
 from orchestrator.reaper import Reaper
 from orchestrator.services import Services
 from orchestrator.states import Action, JobStatus
@@ -102,6 +103,7 @@ async def run(settings: Settings, tick_s: float = 1.0) -> None:
     svc = await Services.open(settings)
     reconciled_at = 0.0
     reaper = Reaper(svc.engine, svc.redis)
+    limits = Limits(svc.engine, svc.redis)
     log.info("scheduler started")
     try:
         while True:
@@ -112,6 +114,7 @@ async def run(settings: Settings, tick_s: float = 1.0) -> None:
                     reconciled_at = time.monotonic()
                     if count := await queue.reconcile(svc.engine, svc.redis):
                         log.warning("enqueued %d queued jobs that Redis did not know", count)
+                    await limits.hand_out()
                 await _pause(svc, tick_s)
             except Exception as exc:  # noqa: BLE001 - Redis or the database away: try again next tick
                 log.warning("scheduler tick failed (%s); retrying", exc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from orchestrator.limits import Limits
 from orchestrator.runbooks.catalog import Version
 from orchestrator.services import Services
 from orchestrator.urlpolicy import UrlPolicy
@@ -41,6 +42,7 @@ class Deps:
     committer: Committer
     robot: str
     leases: Leases
+    limits: Limits
     running: dict[str, Executor] = field(default_factory=dict)
     versions: dict[int, Version] = field(default_factory=dict)
     slots: Slots = field(default_factory=NoSlots)

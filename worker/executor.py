@@ -20,6 +20,7 @@ from orchestrator.db.tables import utcnow
 from orchestrator.errors import OrchestratorError, StepError
 from orchestrator.events import Pending
 from orchestrator.jobs import JobRequest
+from orchestrator.limits import place
 from orchestrator.reaper import hand_back
 from orchestrator.runbooks.catalog import load_version
 from orchestrator.runbooks.schema import Runbook
@@ -95,6 +96,7 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin):
         self._row: dict[str, Any] = {}
         self._notice: asyncio.TimerHandle | None = None
         self._lease: asyncio.Task[None] | None = None
+        self._limited: tuple[str, int] | None = None  # (runbook, its concurrency) when this run holds a slot
         self.tally = Tally()
 
     # -- writing ---------------------------------------------------------------------------------
@@ -131,6 +133,8 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin):
             self.deps.running.pop(self.job_id, None)
             await self._close_browser()
             self._settle()
+            if self._limited is not None:
+                await self.deps.limits.give(*self._limited, self.job_id)
             lease_timer.cancel()
             if self._lease is not None:
                 await asyncio.shield(self._lease)
@@ -174,16 +178,34 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin):
         if row is None or row["attempt"] != attempt:
             return None
         job, status = dict(row), JobStatus(row["status"])
+        if job["version_id"] not in self.deps.versions:  # versions never change: read each once
+            self.deps.versions[job["version_id"]] = await load_version(self.deps.svc.engine, job["version_id"])
+        runbook = self.deps.versions[job["version_id"]].runbook
+        if not await self._slot_of_runbook(runbook, job, status):
+            return None
         if status in (JobStatus.SCHEDULED, JobStatus.QUEUED):
             claim = self._write(claim_op(job_id, attempt, self.deps.robot, job["started_at"]))
             claim.add_done_callback(self._lost_claim)
         elif status is not JobStatus.RUNNING:
-            return None  # cancelled, finished, or waiting on a person: nothing to run
-        if job["version_id"] not in self.deps.versions:  # versions never change: read each once
-            self.deps.versions[job["version_id"]] = await load_version(self.deps.svc.engine, job["version_id"])
+            return None  # waiting on a person: nothing to run
         self._checkpoint = self._unseal(job["checkpoint"])
         job["captured"] = restored
-        return self.deps.versions[job["version_id"]].runbook, job, resume_from
+        return runbook, job, resume_from
+
+    async def _slot_of_runbook(self, runbook: Runbook, job: dict[str, Any], status: JobStatus) -> bool:
+        """settings.concurrency: whether this job may run now; if not, it waits in line, still queued."""
+        limit = runbook.settings.concurrency
+        if status.finished:  # cancelled while in line: pass its turn on
+            if limit:
+                await self.deps.limits.give(job["runbook"], limit, self.job_id)
+            return False
+        if not limit or status not in (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RUNNING):
+            return True
+        order = place(job["scheduled_at"] or job["created_at"], job["priority"])
+        if not await self.deps.limits.take(job["runbook"], limit, self.job_id, order):
+            return False
+        self._limited = (job["runbook"], limit)
+        return True
 
     async def _execute(self, runbook: Runbook, job: dict[str, Any], resume_from: int) -> None:
         started = time.monotonic()

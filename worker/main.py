@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from orchestrator import queue
 from orchestrator.config import Settings
 from orchestrator.jobs import CONTROL_CHANNEL
+from orchestrator.limits import Limits
 from orchestrator.reaper import Reaper
 from orchestrator.services import Services
 from orchestrator.urlpolicy import UrlPolicy
@@ -119,6 +120,7 @@ class OrchestratorWorker(Worker):
                 await reaper.sweep()
                 if beats % 3 == 0:  # queued jobs Redis lost (flushed, restarted, down at creation)
                     await queue.reconcile(deps.svc.engine, deps.svc.redis)
+                    await deps.limits.hand_out()
             except Exception as exc:  # noqa: BLE001 - Redis or the database away: try again next beat
                 log.warning("lease heartbeat failed (%s); retrying", exc)
 
@@ -165,6 +167,7 @@ def build_worker(
             committer=committer,
             robot=robot_name(),
             leases=Leases(services.redis),
+            limits=Limits(services.engine, services.redis),
         )
         deps.slots = worker
 

@@ -6,8 +6,6 @@ A real worker runs in the background (not in burst mode) so that people can act 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -15,8 +13,7 @@ import pytest
 from orchestrator import jobs
 from orchestrator.errors import InvalidTransition
 from orchestrator.states import Action
-from tests.integration.conftest import Env, step
-from worker.main import build_worker
+from tests.integration.conftest import Env, running_worker, step, until
 
 FORM_APPROVAL = """
 name: form-approval
@@ -49,34 +46,6 @@ name: quick
 steps:
   - {id: only, action: set, values: {done: true}}
 """
-
-
-@contextlib.asynccontextmanager
-async def running_worker(env: Env, concurrency: int = 2) -> AsyncIterator[None]:
-    worker = build_worker(env.settings, svc=env.svc, concurrency=concurrency, poll_delay=0.2)
-    worker._handle_signals = False
-    task = asyncio.create_task(worker.main())
-    try:
-        yield
-    finally:
-        # let runs that are finishing (arq's own bookkeeping after the job's last write) end first
-        finishing = [t for t in worker.tasks.values() if not t.done()]
-        if finishing:
-            await asyncio.wait(finishing, timeout=10)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await worker.close()
-
-
-async def until(env: Env, job_id: str, *statuses: str, seconds: float = 60) -> dict[str, Any]:
-    """Poll the job until it is in one of `statuses` (a guard against hangs, not a speed check)."""
-    async with asyncio.timeout(seconds):
-        while True:
-            job = await jobs.get(env.svc, job_id)
-            if job["status"] in statuses:
-                return job
-            await asyncio.sleep(0.1)
 
 
 async def settled(env: Env, job_id: str) -> dict[str, Any]:
