@@ -167,7 +167,8 @@ SCHEMAS: dict[str, Any] = {
             "hash": {"type": "string"},
             "inputs": OBJ,
             "settings": OBJ,
-            "schedule": {"type": ["object", "null"]},
+            "schedule": {"allOf": [_ref("Schedule")], "nullable": True, "description": "the one its file defines"},
+            "schedules": {"type": "array", "items": _ref("Schedule"), "description": "every schedule of it"},
             "steps": {"type": "array", "items": OBJ},
             "outputs": {"type": "array", "items": {"type": "string"}},
         },
@@ -228,6 +229,45 @@ SCHEMAS: dict[str, Any] = {
         ["id", "runbook", "url", "token"],
     ),
     "HookList": _obj({"items": {"type": "array", "items": OBJ}}, ["items"]),
+    "Schedule": _obj(
+        {
+            "id": {"type": "string"},
+            "runbook": {"type": "string"},
+            "origin": {"type": "string", "enum": ["runbook", "api"], "description": "its runbook's file, or the API"},
+            "cron": {"type": "string", "description": "five fields, or six with seconds last"},
+            "timezone": {"type": "string"},
+            "inputs": OBJ,
+            "priority": {"type": ["string", "null"], "enum": ["low", "normal", "high"]},
+            "catch_up": {"type": "string", "enum": ["none", "latest", "all"]},
+            "overlap": {"type": "string", "enum": ["skip", "allow", "cancel_previous"]},
+            "active": {"type": "boolean"},
+            "previous_trigger": OPT_TIME,
+            "next_trigger": OPT_TIME,
+            "last_job_id": OPT_STR,
+            "created_by": OPT_STR,
+            "created_at": TIME,
+            "updated_at": TIME,
+            "url": {"type": "string"},
+        },
+        ["id", "runbook", "origin", "cron", "timezone", "active", "catch_up", "overlap", "next_trigger"],
+    ),
+    "ScheduleList": _obj(
+        {"items": {"type": "array", "items": _ref("Schedule")}, "total": {"type": "integer"}}, ["items", "total"]
+    ),
+    "ScheduleCreate": _obj(
+        {
+            "runbook": {"type": "string"},
+            "cron": {"type": "string"},
+            "timezone": {"type": "string", "default": "UTC"},
+            "inputs": OBJ,
+            "priority": {"type": ["string", "null"], "enum": ["low", "normal", "high"]},
+            "catch_up": {"type": "string", "enum": ["none", "latest", "all"], "default": "none"},
+            "overlap": {"type": "string", "enum": ["skip", "allow", "cancel_previous"], "default": "skip"},
+            "active": {"type": "boolean", "default": True},
+        },
+        ["runbook", "cron"],
+        closed=True,
+    ),
     "Version": _obj(
         {
             "version": {"type": "integer"},
@@ -471,6 +511,31 @@ PATHS: dict[str, Any] = {
     "/api/v1/runbooks/{name}/hooks/{hook_id}": {
         "parameters": [NAME, _path("hook_id", "the webhook's id")],
         "delete": _op("Revoke a webhook (admin)", {"204": {"description": "revoked"}, **_errors(404)}),
+    },
+    "/api/v1/schedules": {
+        "get": _op(
+            "Every schedule, from runbook files and made here (job:view)",
+            {"200": _json("ScheduleList"), **_errors()},
+            parameters=[_query("runbook", {"type": "string"}, "one runbook's")],
+        ),
+        "post": _op(
+            "Make a schedule (job:run)",
+            {"201": _json("Schedule", "created"), **_errors(400, 404, 422)},
+            requestBody={"required": True, "content": {"application/json": {"schema": _ref("ScheduleCreate")}}},
+        ),
+    },
+    "/api/v1/schedules/{schedule_id}": {
+        "parameters": [_path("schedule_id", "the schedule's id")],
+        "get": _op("One schedule (job:view)", {"200": _json("Schedule"), **_errors(404)}),
+        "patch": _op(
+            "Change a schedule; `active` pauses and resumes it, the only field of one from a runbook file (job:run)",
+            {"200": _json("Schedule"), **_errors(400, 404, 409, 422)},
+            requestBody={"required": True, "content": {"application/json": {"schema": OBJ}}},
+        ),
+        "delete": _op(
+            "Delete a schedule made here (job:run); one from a runbook file: 409",
+            {"204": {"description": "deleted"}, **_errors(404, 409)},
+        ),
     },
     "/api/v1/hooks/{hook_token}": {
         "parameters": [_path("hook_token", "the webhook's secret token, its only credential")],
