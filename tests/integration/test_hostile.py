@@ -22,7 +22,7 @@ from orchestrator import auth, jobs
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
 from tests.integration.conftest import Env, bearer, http_client, live_server, step
-from tests.support import CHROMIUM, sign_in, sse
+from tests.support import CHROMIUM, signed_in_page, sse
 from worker.browser import CHROMIUM_ARGS
 
 TYPED = """
@@ -327,19 +327,13 @@ async def test_hostile_captured_text_is_shown_as_text_and_runs_no_script(env: En
     job = await env.run(HOSTILE)
     assert "<script>" in step(job, "text")["captured"]["evil"]
     await auth.add_user(env.svc.engine, "watcher", "viewer", "watcher-password")
-    async with live_server(env.settings) as url, async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page()
-            await sign_in(page, url, "watcher", "watcher-password")
-            await page.goto(f"{url}/jobs/{job['id']}")
-            await page.wait_for_load_state("networkidle")
-            assert await page.evaluate("window.__xss") is None
-            body = await page.inner_text("body")
-            assert "<script>window.__xss" in body  # shown literally, as text
-            assert await page.locator("img[src=x]").count() == 0
-        finally:
-            await browser.close()
+    async with live_server(env.settings) as url, signed_in_page(url, "watcher", "watcher-password") as page:
+        await page.goto(f"{url}/jobs/{job['id']}")
+        await page.wait_for_load_state("networkidle")
+        assert await page.evaluate("window.__xss") is None
+        body = await page.inner_text("body")
+        assert "<script>window.__xss" in body  # shown literally, as text
+        assert await page.locator("img[src=x]").count() == 0
 
 
 MASKED = """

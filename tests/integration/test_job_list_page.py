@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import httpx
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import expect
 
 from orchestrator import auth
 from tests.integration.conftest import Env, bearer, live_server
-from tests.support import CHROMIUM, sign_in
-from worker.browser import CHROMIUM_ARGS
+from tests.support import signed_in_page
 
 RUNBOOK = """
 name: listed
@@ -28,37 +27,31 @@ async def test_a_person_filters_the_job_list_by_tab_tag_source_and_search(env: E
         report = {"process": "invoice-bot", "source": "uipath", "external_id": "R-77", "status": "faulted"}
         failed = (await api.post("/api/v1/ingest/jobs", json=report)).json()["id"]
 
-        async with async_playwright() as playwright:
-            browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = await browser.new_page()
-                await sign_in(page, url, "olga", "olga-password")
-                await page.goto(f"{url}/jobs")
-                rows = page.locator("tbody[data-live=jobs] tr[data-job-id]")
-                await expect(rows).to_have_count(4)
+        async with signed_in_page(url, "olga", "olga-password") as page:
+            await page.goto(f"{url}/jobs")
+            rows = page.locator("tbody[data-live=jobs] tr[data-job-id]")
+            await expect(rows).to_have_count(4)
 
-                await page.get_by_label("Tag").fill("finance")
-                await page.get_by_role("button", name="Filter").click()
-                await expect(rows).to_have_count(2)
-                assert set(await rows.evaluate_all("rs => rs.map(r => r.dataset.jobId)")) == set(finance)
-                assert other not in await page.content()
+            await page.get_by_label("Tag").fill("finance")
+            await page.get_by_role("button", name="Filter").click()
+            await expect(rows).to_have_count(2)
+            assert set(await rows.evaluate_all("rs => rs.map(r => r.dataset.jobId)")) == set(finance)
+            assert other not in await page.content()
 
-                await page.get_by_role("link", name="Reset").click()
-                await page.get_by_label("Source").fill("uipath")
-                await page.get_by_role("button", name="Filter").click()
-                await expect(rows).to_have_count(1)
-                await expect(rows.first.locator("[data-cell=source]")).to_have_text("uipath")
+            await page.get_by_role("link", name="Reset").click()
+            await page.get_by_label("Source").fill("uipath")
+            await page.get_by_role("button", name="Filter").click()
+            await expect(rows).to_have_count(1)
+            await expect(rows.first.locator("[data-cell=source]")).to_have_text("uipath")
 
-                await page.get_by_role("link", name="Reset").click()
-                await page.get_by_label("Search").fill("r-77")
-                await page.get_by_role("button", name="Filter").click()
-                await expect(rows).to_have_count(1)
-                assert await rows.first.get_attribute("data-job-id") == failed
+            await page.get_by_role("link", name="Reset").click()
+            await page.get_by_label("Search").fill("r-77")
+            await page.get_by_role("button", name="Filter").click()
+            await expect(rows).to_have_count(1)
+            assert await rows.first.get_attribute("data-job-id") == failed
 
-                await page.get_by_role("link", name="Failed", exact=True).click()
-                await expect(rows).to_have_count(1)
-                await expect(rows.first.locator("[data-cell=status]")).to_have_text("failed", ignore_case=True)
-                await page.get_by_role("link", name="Running", exact=True).click()
-                await expect(rows).to_have_count(3)  # queued counts as running here
-            finally:
-                await browser.close()
+            await page.get_by_role("link", name="Failed", exact=True).click()
+            await expect(rows).to_have_count(1)
+            await expect(rows.first.locator("[data-cell=status]")).to_have_text("failed", ignore_case=True)
+            await page.get_by_role("link", name="Running", exact=True).click()
+            await expect(rows).to_have_count(3)  # queued counts as running here

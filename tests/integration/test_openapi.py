@@ -10,14 +10,13 @@ from pathlib import Path
 
 import httpx
 from openapi_spec_validator import validate
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import expect
 from starlette.routing import Route
 
 from orchestrator import auth
 from tests.integration.conftest import Env, bearer, http_client, live_server
-from tests.support import CHROMIUM, sign_in
+from tests.support import signed_in_page
 from web.app import create_app
-from worker.browser import CHROMIUM_ARGS
 
 RUNBOOK = """
 name: described
@@ -49,21 +48,15 @@ async def test_the_document_validates_and_covers_every_api_route(env: Env) -> No
 async def test_docs_renders_the_api_from_this_server_without_errors(env: Env) -> None:
     await auth.add_user(env.svc.engine, "reader", "viewer", "reader-password")
     problems: list[str] = []
-    async with live_server(env.settings) as url, async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page()
-            await sign_in(page, url, "reader", "reader-password")
-            await page.goto("about:blank")
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
-            page.on("response", lambda r: problems.append(f"{r.status}: {r.url}") if r.status >= 400 else None)
-            await page.goto(f"{url}/docs")
-            await expect(page.get_by_text("Create a job (job:run)")).to_be_visible(timeout=15_000)
-            await expect(page.get_by_text("Report a run made elsewhere", exact=False)).to_be_visible()
-            assert problems == []
-        finally:
-            await browser.close()
+    async with live_server(env.settings) as url, signed_in_page(url, "reader", "reader-password") as page:
+        await page.goto("about:blank")
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
+        page.on("response", lambda r: problems.append(f"{r.status}: {r.url}") if r.status >= 400 else None)
+        await page.goto(f"{url}/docs")
+        await expect(page.get_by_text("Create a job (job:run)")).to_be_visible(timeout=15_000)
+        await expect(page.get_by_text("Report a run made elsewhere", exact=False)).to_be_visible()
+        assert problems == []
 
 
 async def test_schemathesis_finds_no_server_error(env: Env, tmp_path: Path) -> None:
