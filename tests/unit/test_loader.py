@@ -264,3 +264,22 @@ def test_load_file_reports_the_file_path(tmp_path: Path) -> None:
     [problem] = [str(p) for p in caught.value.problems]
     assert problem.startswith(f"{path}:1: ")
     assert "sample" in problem and "file name" in problem
+
+
+@pytest.mark.parametrize(
+    ("schedule", "words"),
+    [
+        ('{cron: "every morning"}', ("every morning", "not a cron expression")),
+        ('{cron: "0 6 * * *", timezone: Mars/Base}', ("Mars/Base", "time zone")),
+        ('{cron: "0 0 30 2 *"}', ("never fires",)),
+        ('{cron: "0 6 * * *", overlap: queue}', ("overlap",)),
+    ],
+)
+def test_a_bad_schedule_names_its_line(schedule: str, words: tuple[str, ...]) -> None:
+    source = f"""
+        name: sample
+        schedule: {schedule}
+        steps:
+          - {{action: sleep, seconds: 1}}
+    """
+    only(source, 2, *words)
