@@ -89,17 +89,7 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
 
 
 def worker_env(settings: Settings, concurrency: int) -> dict[str, str]:
-    return dict(
-        os.environ,
-        ORCH_DATA_DIR=str(settings.data_dir),
-        ORCH_DATABASE_URL=settings.database_url,
-        ORCH_REDIS_URL=settings.redis or "",
-        ORCH_RUNBOOKS_DIR=str(settings.runbooks_dir),
-        ORCH_SECRET_KEY=settings.secret_key,
-        ORCH_WORKER_CONCURRENCY=str(concurrency),
-        ORCH_PUBLIC_URL=settings.public_url,
-        ORCH_BROWSER_PATH=settings.browser_path or "",
-    )
+    return {**os.environ, **settings.environment(), "ORCH_WORKER_CONCURRENCY": str(concurrency)}
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -54,6 +54,25 @@ class Settings:
             denied_hosts=_hosts("ORCH_DENIED_HOSTS"),
         )
 
+    def environment(self) -> dict[str, str]:
+        """These settings as ORCH_* variables, for a child process (a worker, a scheduler) to read."""
+        return {
+            "ORCH_DATA_DIR": str(self.data_dir),
+            "ORCH_DATABASE_URL": self.database_url,
+            "ORCH_REDIS_URL": self.redis_url or "",
+            "ORCH_RUNBOOKS_DIR": str(self.runbooks_dir),
+            "ORCH_BROWSER_PATH": self.browser_path or "",
+            "ORCH_HOST": self.host,
+            "ORCH_PORT": str(self.port),
+            "ORCH_WORKER_CONCURRENCY": str(self.worker_concurrency),
+            "ORCH_PUBLIC_URL": self.public_url,
+            "ORCH_SECRET_KEY": self.secret_key,
+            "ORCH_LOGIN_RATE": str(self.login_rate),
+            "ORCH_JOB_RATE": str(self.job_rate),
+            "ORCH_ALLOWED_HOSTS": ",".join(self.allowed_hosts),
+            "ORCH_DENIED_HOSTS": ",".join(self.denied_hosts),
+        }
+
     @property
     def artifacts_dir(self) -> Path:
         return self.data_dir / "artifacts"

@@ -243,18 +243,7 @@ async def any_db_env(
 def orch_process(env: Env, command: str, **extra: str) -> Iterator[subprocess.Popen[bytes]]:
     """`orchestrator COMMAND` (worker, scheduler) as a process of its own, configured like `env`;
     killed with its process group (its Chromium too) at the end."""
-    s = env.settings
-    environ = dict(
-        os.environ,
-        ORCH_DATA_DIR=str(s.data_dir),
-        ORCH_DATABASE_URL=s.database_url,
-        ORCH_REDIS_URL=s.redis or "",
-        ORCH_RUNBOOKS_DIR=str(s.runbooks_dir),
-        ORCH_SECRET_KEY=s.secret_key,
-        ORCH_PUBLIC_URL=s.public_url,
-        ORCH_BROWSER_PATH=s.browser_path or "",
-        **extra,
-    )
+    environ = {**os.environ, **env.settings.environment(), **extra}
     process = subprocess.Popen(
         [sys.executable, "-m", "orchestrator.cli", command],
         env=environ,
