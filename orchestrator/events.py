@@ -23,6 +23,9 @@ from orchestrator.db.tables import utcnow
 log = logging.getLogger(__name__)
 
 CHANNEL = "orch:events"
+#: Live frames of watched jobs (worker/screencast.py): `{job_id, seq, at, step_id}`; the image is
+#: under FRAME_KEY, kept while somebody watches (WATCH_KEY is alive while a page follows the job).
+FRAMES_CHANNEL = "orch:frames"
 EventType = Literal["snapshot", "status", "step", "screenshot", "approval", "log", "report"]
 #: The events the all-jobs stream carries.
 GLOBAL_TYPES = ("status", "report")
@@ -94,9 +97,37 @@ async def last_id(conn: AsyncConnection, job_id: str | None = None) -> int:
     return (await conn.execute(query)).scalar() or 0
 
 
+def frame_key(job_id: str) -> str:
+    return f"orch:frame:{job_id}"
+
+
+def watch_key(job_id: str) -> str:
+    return f"orch:watch:{job_id}"
+
+
 class Subscription:
-    def __init__(self) -> None:
+    def __init__(self, frames: bool = False) -> None:
         self.flag = asyncio.Event()
+        self.frames = frames
+        #: Whether events were announced since the last `take_news`; the latest live frame not yet sent.
+        self.news = True
+        self.frame: dict[str, Any] | None = None
+
+    def announce(self) -> None:
+        self.news = True
+        self.flag.set()
+
+    def show(self, frame: dict[str, Any]) -> None:
+        self.frame = frame
+        self.flag.set()
+
+    def take_news(self) -> bool:
+        news, self.news = self.news, False
+        return news
+
+    def take_frame(self) -> dict[str, Any] | None:
+        frame, self.frame = self.frame, None
+        return frame
 
     async def wait(self, seconds: float) -> bool:
         """True when there was news since the last wait, False after `seconds` without."""
@@ -115,7 +146,7 @@ class Hub:
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._waiters: dict[str | None, set[asyncio.Event]] = defaultdict(set)
+        self._waiters: dict[str | None, set[Subscription]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -128,30 +159,40 @@ class Hub:
                 await self._task
 
     @contextlib.contextmanager
-    def subscribe(self, job_id: str | None) -> Iterator[Subscription]:
-        """News of one job (None: of any job) while the block runs; nothing is missed between waits."""
-        subscription = Subscription()
-        self._waiters[job_id].add(subscription.flag)
+    def subscribe(self, job_id: str | None, frames: bool = False) -> Iterator[Subscription]:
+        """News of one job (None: of any job) while the block runs; nothing is missed between waits.
+        With `frames`, the job's live frames too (the latest one; older ones are dropped)."""
+        subscription = Subscription(frames)
+        self._waiters[job_id].add(subscription)
         try:
             yield subscription
         finally:
-            self._waiters[job_id].discard(subscription.flag)
+            self._waiters[job_id].discard(subscription)
             if not self._waiters[job_id]:
                 self._waiters.pop(job_id, None)
 
     def _wake(self, job_ids: list[str]) -> None:
         for key in (None, *job_ids):
-            for flag in self._waiters.get(key, ()):
-                flag.set()
+            for subscription in self._waiters.get(key, ()):
+                subscription.announce()
+
+    def _frame(self, note: dict[str, Any]) -> None:
+        for subscription in self._waiters.get(note.get("job_id"), ()):
+            if subscription.frames:
+                subscription.show(note)
 
     async def _listen(self) -> None:
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.subscribe(CHANNEL, FRAMES_CHANNEL)
                     self._wake([])  # (re)connected: let everyone re-read what they may have missed
                     async for message in pubsub.listen():
-                        if message["type"] == "message":
+                        if message["type"] != "message":
+                            continue
+                        if message["channel"] in (FRAMES_CHANNEL, FRAMES_CHANNEL.encode()):
+                            self._frame(json.loads(message["data"]))
+                        else:
                             self._wake(json.loads(message["data"]))
             except asyncio.CancelledError:
                 raise

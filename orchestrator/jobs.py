@@ -57,13 +57,14 @@ class JobRequest:
     actor: str | None = None
     parent_id: str | None = None
     preview: bool = False
+    video: bool = False
 
     @classmethod
     def from_json(cls, body: Any, **extra: Any) -> JobRequest:
         """Check the shape of a request body; every problem is named by its field."""
         if not isinstance(body, dict):
             raise InvalidInput({"body": "must be a JSON object"})
-        known = {"inputs", "priority", "tags", "data", "run_at", "idempotency_key", "preview"}
+        known = {"inputs", "priority", "tags", "data", "run_at", "idempotency_key", "preview", "video"}
         errors = {k: "is not a known field" for k in body if k not in known}
         request = cls(**extra)
         request.inputs = body.get("inputs") or {}
@@ -84,6 +85,9 @@ class JobRequest:
             errors["idempotency_key"] = "must be a string of 1 to 200 characters"
         request.idempotency_key = key
         request.preview = bool(body.get("preview", False))
+        request.video = body.get("video", False)
+        if not isinstance(request.video, bool):
+            errors["video"] = "must be true or false"
         if errors:
             raise InvalidInput(errors)
         return request
@@ -139,6 +143,7 @@ async def create(svc: Services, name: str, request: JobRequest) -> tuple[dict[st
         "idempotency_key": request.idempotency_key,
         "inputs_hash": digest,
         "preview": request.preview,
+        "video": request.video or runbook.settings.video,
         "metrics": {},
         "record_counts": {},
     }
@@ -356,12 +361,20 @@ async def act(
         values["summary"] = f"Cancelled by {actor}."
     try:
         async with writing(svc.engine) as conn:
+            evidence = None
             if action in (Action.APPROVE, Action.REJECT):
                 values.update(await _decision(conn, job_id, action, actor, comment))
+                evidence = values["approval"].get("screenshot_sha256")  # what the approver was shown
             await move(conn, job_id, target, expected=set(sources) & {seen}, values=values, events=events)
             await conn.execute(
                 insert(t.audit).values(
-                    job_id=job_id, actor=actor, action=action.value, comment=comment, outcome="ok", at=utcnow()
+                    job_id=job_id,
+                    actor=actor,
+                    action=action.value,
+                    comment=comment,
+                    outcome="ok",
+                    at=utcnow(),
+                    evidence=evidence,
                 )
             )
             await append(conn, events)
@@ -478,6 +491,7 @@ async def rerun(
             "secret_inputs",
             "tags",
             "parent_id",
+            "video",
         )
     }
     row.update(

@@ -65,6 +65,7 @@ def job_summary(row: RowMapping) -> dict[str, Any]:
         "parent_id": row["parent_id"],
         "attempt": row["attempt"],
         "preview": bool(row.get("preview")),
+        "video": bool(row.get("video")),
     }
 
 
@@ -82,7 +83,16 @@ def step_view(row: RowMapping | dict[str, Any], screenshot_url: str | None = Non
         "captured": row["captured"],
         "error": row["error"],
         "screenshot_url": screenshot_url,
+        "diagnostics": _diagnostics(row),
     }
+
+
+def _diagnostics(row: RowMapping | dict[str, Any]) -> dict[str, Any] | None:
+    found = row.get("diagnostics")
+    if not found:
+        return None
+    shot = found.get("screenshot_id")
+    return {**found, "screenshot_url": artifact_url(row["job_id"], shot) if shot and row.get("job_id") else None}
 
 
 def artifact_view(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
@@ -146,6 +156,7 @@ async def job_view(conn: AsyncConnection, job_id: str) -> dict[str, Any]:
         .order_by(t.jobs.c.created_at)
     )
     job["steps"] = [step_view(s, shots.get(s["step_id"])) for s in steps]
+    _video_offsets(job)
     job["records"] = [record_view(r) for r in records]
     job["children"] = [{"id": c.id, "runbook": c.runbook, "status": c.status} for c in children]
     job["artifacts"] = [artifact_view(a) for a in artifacts]
@@ -156,10 +167,23 @@ async def job_view(conn: AsyncConnection, job_id: str) -> dict[str, Any]:
             "action": a["action"],
             "comment": a["comment"],
             "outcome": a["outcome"],
+            "evidence": a["evidence"],
         }
         for a in audit
     ]
     return job
+
+
+def _video_offsets(job: dict[str, Any]) -> None:
+    """Where each step starts in the session video (seconds), for a job that recorded one."""
+    began = (job.get("metrics") or {}).get("video_started_at")
+    if not began:
+        return
+    origin = datetime.fromisoformat(began.replace("Z", "+00:00"))
+    for step in job["steps"]:
+        if step["started_at"]:
+            at = datetime.fromisoformat(step["started_at"].replace("Z", "+00:00"))
+            step["video_offset_s"] = max(0.0, round((at - origin).total_seconds(), 3))
 
 
 def runbook_view(version: Any, schedules: list[dict[str, Any]]) -> dict[str, Any]:

@@ -57,7 +57,14 @@ def _is_multipart(request: Request) -> bool:
 
 #: Multipart fields that are the request's own (JSON-encoded where they are not plain strings);
 #: every other field is an input, and a file field is a file or records input.
-REQUEST_FIELDS = {"priority": False, "idempotency_key": False, "run_at": False, "tags": True, "data": True}
+REQUEST_FIELDS = {
+    "priority": False,
+    "idempotency_key": False,
+    "run_at": False,
+    "tags": True,
+    "data": True,
+    "video": True,
+}
 
 
 async def _multipart_body(request: Request) -> dict[str, Any]:
@@ -374,6 +381,7 @@ ROUTES = [
     Route("/api/v1/jobs", guard(VIEW, list_jobs)),
     Route("/api/v1/jobs/{job_id}", guard(VIEW, get_job)),
     Route("/api/v1/jobs/{job_id}/events", guard(VIEW, sse.job_stream)),
+    Route("/api/v1/jobs/{job_id}/frame", guard(VIEW, sse.frame)),
     Route("/api/v1/jobs/{job_id}/artifacts/{artifact_id}", guard(VIEW, artifact)),
     Route("/api/v1/jobs/{job_id}/rerun", guard(RUN, rerun), methods=["POST"]),
     # the permission depends on the action: checked in `act`

@@ -126,6 +126,7 @@ SCHEMAS: dict[str, Any] = {
             "parent_id": OPT_STR,
             "attempt": {"type": "integer"},
             "preview": {"type": "boolean"},
+            "video": {"type": "boolean", "description": "the session is recorded as a video artifact"},
         },
         ["id", "runbook", "status", "source", "created_at"],
     ),
@@ -147,6 +148,7 @@ SCHEMAS: dict[str, Any] = {
             "run_at": {"type": "string", "format": "date-time"},
             "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 200},
             "preview": {"type": "boolean"},
+            "video": {"type": "boolean", "description": "record the session as a WebM video (settings.video)"},
         },
         closed=True,
     ),
@@ -493,6 +495,17 @@ PATHS: dict[str, Any] = {
                 },
                 **_errors(404),
             },
+        ),
+    },
+    "/api/v1/jobs/{job_id}/frame": {
+        "parameters": [JOB],
+        "get": _op(
+            "The job's latest live frame, a JPEG, while somebody watches the job (job:view)",
+            {
+                "200": {"description": "the frame", "content": {"image/jpeg": {"schema": {"type": "string"}}}},
+                **_errors(404),
+            },
+            parameters=[_query("seq", {"type": "integer"}, "the frame's number from its SSE event (ignored)")],
         ),
     },
     "/api/v1/jobs/{job_id}/events": {

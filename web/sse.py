@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
+from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
+from starlette.responses import Response
 
 from orchestrator import events
 from orchestrator.db.engine import reading
+from orchestrator.errors import NotFound
 from orchestrator.services import Services
-from orchestrator.views import job_view
+from orchestrator.views import iso, job_view
 
 HEARTBEAT_S = 15
+WATCH_TTL_MS = 3000
 
 
 def _last_event_id(request: Request) -> int | None:
@@ -28,19 +35,46 @@ def _event(event: events.Event) -> ServerSentEvent:
     return ServerSentEvent(data=json.dumps(event.data), event=event.type, id=str(event.id))
 
 
+def _frame_event(frame: dict[str, Any]) -> ServerSentEvent:
+    """A live frame: an SSE `screenshot` with the frame's URL and no id (frames are not kept, so
+    they are not replayed either)."""
+    job_id = frame["job_id"]
+    data = {
+        "job_id": job_id,
+        "step_id": frame.get("step_id"),
+        "url": f"/api/v1/jobs/{job_id}/frame?seq={int(frame['seq'])}",
+        "at": iso(datetime.fromtimestamp(float(frame["at"]), UTC)),
+        "live": True,
+    }
+    return ServerSentEvent(data=json.dumps(data), event="screenshot")
+
+
 async def _follow(
-    request: Request, job_id: str | None, after: int, types: tuple[str, ...] | None
+    request: Request, job_id: str | None, after: int, types: tuple[str, ...] | None, frames: bool = False
 ) -> AsyncIterator[ServerSentEvent]:
     svc: Services = request.app.state.svc
-    with request.app.state.hub.subscribe(job_id) as news:
+    with request.app.state.hub.subscribe(job_id, frames=frames) as subscription:
+        more = True
         while True:
-            async with reading(svc.engine) as conn:
-                rows = await events.read_after(conn, after, job_id=job_id, types=types)
-            for row in rows:
-                yield _event(row)
-                after = row.id
-            if len(rows) < 500:
-                await news.wait(HEARTBEAT_S)
+            if subscription.take_news() or more:
+                async with reading(svc.engine) as conn:
+                    rows = await events.read_after(conn, after, job_id=job_id, types=types)
+                for row in rows:
+                    yield _event(row)
+                    after = row.id
+                more = len(rows) >= 500
+            if frame := subscription.take_frame():
+                yield _frame_event(frame)
+            if not (more or subscription.news or subscription.frame):
+                await subscription.wait(HEARTBEAT_S)
+
+
+async def _keep_watching(svc: Services, job_id: str) -> None:
+    """While a page follows this job, its worker streams live frames (worker/screencast.py)."""
+    while True:
+        with contextlib.suppress(RedisError, OSError):
+            await svc.redis.set(events.watch_key(job_id), 1, px=WATCH_TTL_MS)
+        await asyncio.sleep(WATCH_TTL_MS / 3000)
 
 
 async def job_stream(request: Request) -> EventSourceResponse:
@@ -56,12 +90,28 @@ async def job_stream(request: Request) -> EventSourceResponse:
             await job_view(conn, job_id)  # 404 for an unknown job
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
-        if snapshot is not None:
-            yield ServerSentEvent(data=json.dumps(snapshot), event="snapshot", id=str(after))
-        async for item in _follow(request, job_id, after, None):
-            yield item
+        watching = asyncio.create_task(_keep_watching(svc, job_id))
+        try:
+            if snapshot is not None:
+                yield ServerSentEvent(data=json.dumps(snapshot), event="snapshot", id=str(after))
+            async for item in _follow(request, job_id, after, None, frames=True):
+                yield item
+        finally:
+            watching.cancel()
 
     return EventSourceResponse(stream(), ping=HEARTBEAT_S, headers={"Cache-Control": "no-store"})
+
+
+async def frame(request: Request) -> Response:
+    """GET /api/v1/jobs/{id}/frame: the job's latest live frame (JPEG), while somebody watches it."""
+    job_id = request.path_params["job_id"]
+    svc: Services = request.app.state.svc
+    image = await svc.redis.get(events.frame_key(job_id))
+    if image is None:
+        async with reading(svc.engine) as conn:
+            await job_view(conn, job_id)  # 404 for an unknown job
+        raise NotFound(f"Job {job_id} has no live frame now: its page is not open, or nobody has watched it lately.")
+    return Response(image, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
 async def all_stream(request: Request) -> EventSourceResponse:

@@ -46,6 +46,7 @@ from worker.rows import (
     summary_of,
     truthy,
 )
+from worker.watching import WatchingMixin
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class Tally:
     failed_records: list[tuple[str, str]] = field(default_factory=list)  # (record id, error), in order
 
 
-class Executor(PeopleMixin, RecordsMixin, ChildrenMixin):
+class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
     def __init__(self, deps: Deps, job_id: str, attempt: int) -> None:
         self.deps = deps
         self.job_id = job_id
@@ -98,6 +99,8 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin):
         self._lease: asyncio.Task[None] | None = None
         self._limited: tuple[str, int] | None = None  # (runbook, its concurrency) when this run holds a slot
         self.tally = Tally()
+        self._current: Any = None  # the current step after templating, for its diagnostics
+        self._init_watching()
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -122,16 +125,21 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin):
         runbook, job, resume_from = claimed
         lease_timer = asyncio.get_running_loop().call_later(LEASE_AFTER_S, self._take_lease)
         self.deps.running[self.job_id] = self
+        handed_back = False
         try:
             await self._execute(runbook, job, resume_from)
         except asyncio.CancelledError:
             if not self.cancelled:  # the worker is stopping: hand the job to another worker now
+                handed_back = True
                 await self._flush()
                 await hand_back(self.deps.svc.engine, self.deps.svc.redis, self.job_id, self.attempt, job["priority"])
             raise
         finally:
             self.deps.running.pop(self.job_id, None)
+            frames = await self._stop_watching()
             await self._close_browser()
+            if not handed_back:  # completed, failed or cancelled: the video shows how
+                await self._save_video(frames)
             self._settle()
             if self._limited is not None:
                 await self.deps.limits.give(*self._limited, self.job_id)
@@ -209,6 +217,7 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin):
 
     async def _execute(self, runbook: Runbook, job: dict[str, Any], resume_from: int) -> None:
         started = time.monotonic()
+        self._record_video(bool(job.get("video")) or runbook.settings.video)
         only = (job["data"] or {}).get("only_records")
         self._only_records = frozenset(map(str, only)) if isinstance(only, list) else None
         inputs = {**job["inputs"], **self.deps.svc.box.open(job["secret_inputs"])}
@@ -257,6 +266,7 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin):
             "attempt": self.attempt,
             "captured": None,
             "error": None,
+            "diagnostics": None,
         }
         # A step that ends within RUNNING_NOTICE_S is written once, when it ends; a longer one is
         # announced as running then. Writes per step are where throughput goes.
@@ -266,6 +276,8 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin):
         )
         began = time.monotonic()
         self._row = row
+        self._current = None
+        self._casting_step(step.id)
         ctx = self._context_for(step, scope, secrets)
         before = dict(scope["captured"])
         try:
@@ -274,8 +286,16 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin):
             notice.cancel()
         # What the step saved into `captured`: shown on the timeline, and what a resumed run rebuilds from.
         saved = {k: v for k, v in scope["captured"].items() if k not in before or before[k] is not v}
-        if outcome.status is not StepStatus.SKIPPED and step.browser and self._page and step.screenshot == "after":
+        failed = outcome.status is StepStatus.FAILED
+        if (
+            outcome.status is not StepStatus.SKIPPED
+            and step.browser
+            and self._page
+            and (step.screenshot == "after" or failed)
+        ):
             await self._screenshot(ctx, f"{step.id}.png")
+        if failed and step.browser:
+            row["diagnostics"] = await self._diagnose(self._current or step, ctx, secrets)
         row.update(
             status=outcome.status.value,
             finished_at=utcnow(),
@@ -296,6 +316,7 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin):
         if isinstance(prepared, StepOutcome):
             return prepared, None
         typed, fn = prepared
+        self._current = typed
         if is_loop(typed) or typed.waits_for_person or typed.untimed:  # loops, people and child jobs set the pace
             return await self._untimed(ctx, self._looping(runbook, scope) if is_loop(typed) else fn, typed)
         step_timeout = float(typed.timeout or runbook.settings.step_timeout)
@@ -409,6 +430,7 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin):
         if self._page is None or self._page.is_closed():
             self._context = await self.deps.browsers.new_context()
             self._page = await self._context.new_page()
+            await self._watch_page(self._page)
         return self._page
 
     async def _screenshot(self, ctx: StepContext, name: str) -> None:
@@ -439,7 +461,8 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin):
     # -- recording -------------------------------------------------------------------------------
 
     def _step_event(self, row: dict[str, Any], screenshot: str | None = None) -> Pending:
-        return Pending(self.job_id, "step", {"job_id": self.job_id, "step": step_view(row, screenshot)})
+        step = step_view({**row, "job_id": self.job_id}, screenshot)
+        return Pending(self.job_id, "step", {"job_id": self.job_id, "step": step})
 
     def _update_step(self, row: dict[str, Any]) -> Statement:
         values = {k: v for k, v in row.items() if k not in ("step_id", "name", "action")}
@@ -483,6 +506,7 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin):
             return
         self._context = await self.deps.browsers.new_context(storage_state=checkpoint.get("storage"))
         self._page = await self._context.new_page()
+        await self._watch_page(self._page)
         messages = [f"Attempt {self.attempt} resumes at step {runbook.steps[resume_from - 1].id}'s page."]
         try:
             await self._page.goto(checkpoint["url"], timeout=runbook.settings.step_timeout * 1000)
@@ -556,13 +580,15 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin):
         if output_error and not fatal:
             fatal = ("", output_error)
         status = JobStatus.FAILED if fatal else JobStatus.COMPLETED
-        metrics = {
+        metrics: dict[str, Any] = {
             "steps_succeeded": self.tally.succeeded,
             "steps_failed": self.tally.failed,
             "steps_skipped": self.tally.skipped,
             "retries": self.tally.retries,
             "duration_s": round(elapsed, 3),
         }
+        if self.video_started_at:
+            metrics["video_started_at"] = self.video_started_at
         summary = summary_of(runbook, status, fatal, metrics)
         if self.tally.counts["total"] and status is JobStatus.COMPLETED:
             summary = summary_of_records(self.tally.counts, self.tally.failed_records)

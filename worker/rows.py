@@ -17,7 +17,17 @@ from orchestrator.runbooks.schema import Runbook
 from orchestrator.states import JobStatus, StepStatus
 from orchestrator.transitions import SELECT_STATUS, move_sync
 
-STEP_FIELDS = ("status", "started_at", "finished_at", "duration_s", "retries", "attempt", "captured", "error")
+STEP_FIELDS = (
+    "status",
+    "started_at",
+    "finished_at",
+    "duration_s",
+    "retries",
+    "attempt",
+    "captured",
+    "error",
+    "diagnostics",
+)
 
 # Statements built once: the committer runs each of them as one executemany per batch.
 UPDATE_STEP = (

@@ -89,6 +89,8 @@ class Job(SQLModel, table=True):
     preview: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     #: A keyed hash of all the inputs, secrets included, for settings.dedupe: inputs.
     inputs_hash: str | None = Field(default=None, max_length=64)
+    #: Record the session as a video (asked for with the job, or settings.video).
+    video: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     updated_at: datetime = _when(default_factory=utcnow)
 
 
@@ -110,6 +112,9 @@ class JobStep(SQLModel, table=True):
     attempt: int = 1
     captured: dict[str, Any] | None = _json()
     error: str | None = Field(default=None, sa_type=Text)
+    #: For a failed step: the selectors tried, the page's URL and title, its console errors, and
+    #: the screenshot taken when it failed.
+    diagnostics: dict[str, Any] | None = _json()
 
 
 class JobRecord(SQLModel, table=True):
@@ -167,6 +172,8 @@ class AuditEntry(SQLModel, table=True):
     action: str = Field(max_length=32)
     comment: str | None = Field(default=None, sa_type=Text)
     outcome: str = Field(default="ok", max_length=200)
+    #: For an approval decision: the SHA-256 of the screenshot the approver was shown.
+    evidence: str | None = Field(default=None, max_length=64)
 
 
 class User(SQLModel, table=True):

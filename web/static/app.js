@@ -567,6 +567,31 @@
       );
     }
 
+    /** What opens when a person clicks a step: its screenshot, diagnostics and a jump into the video. */
+    function stepDetail(step, shotUrl) {
+      const detail = el("div", { class: "step-detail", dataset: { role: "step-detail" }, hidden: true });
+      const href = safeUrl(shotUrl);
+      if (href) detail.append(el("img", { class: "step-detail-shot", src: href, alt: `Screenshot of step ${step.name || step.id}`, loading: "lazy" }));
+      const d = step.diagnostics;
+      if (isObject(d)) {
+        const list = el("dl", { class: "kv diagnostics", dataset: { role: "diagnostics" } });
+        const row = (name, value) => append(list, [el("dt", {}, name), el("dd", {}, value)]);
+        if (Array.isArray(d.selectors) && d.selectors.length) row(d.selectors.length > 1 ? "Selectors tried" : "Selector", el("ol", {}, ...d.selectors.map((x) => el("li", {}, el("code", {}, String(x))))));
+        if (d.url) row("Page", el("span", { class: "mono" }, String(d.url)));
+        if (d.title) row("Title", String(d.title));
+        const errors = Array.isArray(d.console_errors) ? d.console_errors : [];
+        row("Console errors", errors.length ? el("ul", {}, ...errors.map((x) => el("li", { class: "mono small" }, String(x)))) : "none");
+        const failedShot = safeUrl(d.screenshot_url);
+        if (failedShot && failedShot !== href) row("When it failed", el("img", { class: "step-detail-shot", src: failedShot, alt: "The page when the step failed" }));
+        detail.append(list);
+      }
+      if (typeof step.video_offset_s === "number") {
+        const play = el("button", { type: "button", class: "btn btn-small", dataset: { seek: String(step.video_offset_s) } }, `Play from ${formatDuration(step.video_offset_s)}`);
+        detail.append(play);
+      }
+      return detail;
+    }
+
     function buildStep(step, wasOpen) {
       const id = String(step.id ?? "");
       const status = step.status || "pending";
@@ -589,6 +614,7 @@
       );
       const body = el("div", { class: "step-body" }, head);
       if (step.error) body.append(el("p", { class: "step-error" }, errorText(step.error)));
+      body.append(stepDetail(step, step.screenshot_url || stepShots.get(id)));
       const captured = step.captured;
       const hasCaptured = captured !== null && captured !== undefined && (!isObject(captured) || Object.keys(captured).length > 0);
       if (hasCaptured) {
@@ -621,6 +647,12 @@
       const old = findStep(step.id);
       const wasOpen = old ? Boolean($("details.captured", old)?.open) : false;
       const node = buildStep(step, wasOpen);
+      const oldDetail = old && $('[data-role="step-detail"]', old);
+      if (oldDetail && !oldDetail.hidden) {
+        const detail = $('[data-role="step-detail"]', node);
+        if (detail) detail.hidden = false;
+        node.classList.add("is-open");
+      }
       if (old) old.replaceWith(node);
       else list.append(node);
       return node;
@@ -678,6 +710,57 @@
         append(cap, [caption || "", caption && at ? " · " : "", at ? timeEl(at) : ""]);
       }
       liveShotAt = parseTime(at) || new Date();
+    }
+
+    // Live frames: one loads at a time, always the newest; frames that arrive meanwhile replace
+    // the one waiting, so a slow connection sees fewer frames, never older ones.
+    let frameLoading = false;
+    let frameNext = null;
+    function showFrame(data) {
+      frameNext = data;
+      if (!frameLoading) loadFrame();
+    }
+    function loadFrame() {
+      const data = frameNext;
+      frameNext = null;
+      const href = data && safeUrl(data.url);
+      if (!href) return;
+      frameLoading = true;
+      const next = new Image();
+      next.onload = () => {
+        frameLoading = false;
+        setLiveFrame(href, data);
+        loadFrame();
+      };
+      next.onerror = () => {
+        frameLoading = false;
+        loadFrame();
+      };
+      next.src = href;
+    }
+    function setLiveFrame(href, data) {
+      const img = role("live-screenshot-img");
+      const link = role("live-screenshot-link");
+      if (!img || !link) return;
+      img.classList.remove("is-fresh");
+      img.src = href;
+      img.dataset.frameAt = data.at || "";
+      img.dataset.frameShownAt = String(Date.now());
+      img.hidden = false;
+      link.href = href;
+      link.hidden = false;
+      const empty = role("live-screenshot-empty");
+      if (empty) empty.hidden = true;
+      const cap = role("live-screenshot-caption");
+      if (cap) {
+        clear(cap);
+        append(cap, [el("span", { class: "live-dot" }, "Live"), data.step_id ? ` · step ${data.step_id}` : ""]);
+      }
+      const approvalLive = role("approval-live");
+      if (approvalLive) {
+        approvalLive.src = href;
+        approvalLive.hidden = false;
+      }
     }
 
     function latestScreenshot(artifacts) {
@@ -798,7 +881,7 @@
       if (!body || !Array.isArray(audit)) return;
       clear(body);
       if (audit.length === 0) {
-        body.append(el("tr", { class: "empty-row" }, el("td", { colspan: "4" }, el("div", { class: "empty" }, "No actions yet."))));
+        body.append(el("tr", { class: "empty-row" }, el("td", { colspan: "5" }, el("div", { class: "empty" }, "No actions yet."))));
       }
       for (const e of audit) {
         body.append(
@@ -809,6 +892,7 @@
             el("td", {}, e.actor || "—"),
             el("td", {}, el("span", { class: "chip" }, e.action ?? "")),
             el("td", {}, e.comment || ""),
+            el("td", {}, e.evidence ? el("code", { class: "mono small", title: "SHA-256 of the screenshot the approver was shown" }, `sha256:${e.evidence}`) : ""),
           ),
         );
       }
@@ -852,6 +936,8 @@
       for (const c of job.children || []) upsertChild(c);
       renderIO(job);
       renderArtifacts(job.artifacts);
+      const video = (job.artifacts || []).filter((a) => a && a.kind === "video").pop();
+      if (video) showVideo(video.url);
       renderAudit(job.audit);
       localizeTimes(root);
     }
@@ -863,6 +949,36 @@
     const scheduleRefetch = throttle(refetch, 1000);
 
     // --- actions
+
+    function showVideo(url) {
+      const video = role("video");
+      const card = role("video-card");
+      const href = safeUrl(url);
+      if (!video || !card || !href) return;
+      if (video.getAttribute("src") !== href) video.src = href;
+      card.hidden = false;
+    }
+
+    // A click on a step opens its details; "Play from" seeks the session video to the step.
+    root.addEventListener("click", (event) => {
+      const seek = event.target.closest("button[data-seek]");
+      if (seek) {
+        const video = role("video");
+        if (video) {
+          video.currentTime = Number(seek.dataset.seek);
+          video.scrollIntoView({ block: "nearest" });
+          video.play().catch(() => {});
+        }
+        return;
+      }
+      const head = event.target.closest(".step-head");
+      if (!head || event.target.closest("a")) return;
+      const li = head.closest("li[data-step-id]");
+      const detail = li && $('[data-role="step-detail"]', li);
+      if (!detail) return;
+      detail.hidden = !detail.hidden;
+      li.classList.toggle("is-open", !detail.hidden);
+    });
 
     root.addEventListener("click", async (event) => {
       const button = event.target.closest("button[data-action]");
@@ -918,8 +1034,16 @@
         scheduleRefetch();
       },
       screenshot(data) {
+        if (data.live) {
+          showFrame(data);
+          return;
+        }
         setLiveShot(data.url, data.at, data.step_id ? `Step ${data.step_id}` : "");
         attachStepShot(data.step_id, data.url);
+      },
+      artifact(data) {
+        scheduleRefetch();
+        if (isObject(data.artifact) && data.artifact.kind === "video") showVideo(data.artifact.url);
       },
       approval(data) {
         showApproval(data, "waiting_for_approval");

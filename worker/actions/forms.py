@@ -20,6 +20,15 @@ async def _do(ctx: StepContext, what: str, locator: Locator, call: Any) -> None:
         raise StepError(ctx.mask_text(f"Could not {what}: {_first_line(exc)}")) from None
 
 
+#: Paints a field's text over with its own box colour: what the screencast shows of a secret.
+HIDE_TEXT = """el => {
+  for (const [name, value] of [["color", "transparent"], ["-webkit-text-fill-color", "transparent"],
+      ["text-shadow", "none"], ["caret-color", "transparent"], ["background-color", "#3b3b4f"]]) {
+    el.style.setProperty(name, value, "important");
+  }
+}"""
+
+
 async def click(ctx: StepContext, step: Click) -> dict[str, Any] | None:
     target = await locate(ctx, step.selector, state="visible")
     await _do(ctx, "click", target, target.click(timeout=ctx.timeout_ms))
@@ -31,6 +40,8 @@ async def fill(ctx: StepContext, step: Fill) -> dict[str, Any] | None:
     value = str(step.value)
     if any(secret and secret in value for secret in ctx.secrets):  # masked in every later screenshot
         ctx.masks.append(target)
+        # and hidden in the page itself before it is typed, for the live view and the video
+        await _do(ctx, "hide the field", target, target.evaluate(HIDE_TEXT))
     await _do(ctx, "fill the field", target, target.fill(value, timeout=ctx.timeout_ms))
     return None
 
