@@ -19,7 +19,7 @@ from arq import Worker
 from arq.connections import create_pool
 from sqlalchemy import select
 
-from bench import control, joblist
+from bench import control, joblist, watching
 from bench.harness import flush_redis, percentile, redis_server, services, static_site, worker_env, workspace
 from orchestrator import jobs, queue
 from orchestrator.db import tables as t
@@ -242,6 +242,8 @@ async def main() -> None:
     rows += steering
     with redis_server() as redis_url:
         rows += await joblist.run(redis_url)
+    with redis_server() as redis_url:
+        rows += await watching.run(redis_url)
     table = ["| benchmark | orchestrator | baseline | ratio / target |", "|---|---|---|---|"]
     table += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, SQLite"

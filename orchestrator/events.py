@@ -148,6 +148,8 @@ class Hub:
         self._redis = redis
         self._waiters: dict[str | None, set[Subscription]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
+        #: Counts the announcements received: a reader that read after generation N saw them all.
+        self.generation = 0
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen(), name="event-hub")
@@ -172,6 +174,7 @@ class Hub:
                 self._waiters.pop(job_id, None)
 
     def _wake(self, job_ids: list[str]) -> None:
+        self.generation += 1
         for key in (None, *job_ids):
             for subscription in self._waiters.get(key, ()):
                 subscription.announce()

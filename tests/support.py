@@ -123,19 +123,22 @@ def env_without_orch() -> dict[str, str]:
 
 @dataclass
 class Event:
-    id: int
+    id: int | None  # None for a live frame
     type: str
     data: dict[str, Any]
 
 
-async def sse(response: httpx.Response) -> AsyncIterator[Event]:
-    """Parse a text/event-stream into events; comments (pings) are skipped."""
+async def sse(response: httpx.Response, live: bool = False) -> AsyncIterator[Event]:
+    """Parse a text/event-stream into events; comments (pings) are skipped, and so are live frames
+    (`screenshot` events without an id, never replayed) unless `live`."""
     fields: dict[str, list[str]] = {}
     async for line in response.aiter_lines():
         if line == "":
-            if "data" in fields:
+            if "data" in fields and ("id" in fields or live):
                 yield Event(
-                    int(fields["id"][0]), fields.get("event", ["message"])[0], json.loads("\n".join(fields["data"]))
+                    int(fields["id"][0]) if "id" in fields else None,
+                    fields.get("event", ["message"])[0],
+                    json.loads("\n".join(fields["data"])),
                 )
             fields = {}
         elif not line.startswith(":"):

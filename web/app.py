@@ -14,12 +14,14 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from orchestrator import events
 from orchestrator.config import Settings
 from orchestrator.events import Hub
 from orchestrator.services import Services
 from orchestrator.states import JobStatus, StepStatus, allowed_actions
 from web import api, auth, openapi, pages
 from web.errors import HANDLERS
+from web.feed import Feed
 from web.security import BodyLimit, SecurityHeaders
 
 HERE = Path(__file__).parent
@@ -40,6 +42,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         hub = Hub(svc.redis)
         await hub.start()
         app.state.svc, app.state.hub = svc, hub
+        app.state.feed = Feed(svc.engine, hub, events.GLOBAL_TYPES)
         await svc.catalog.refresh(force=True)
         try:
             yield

@@ -19,8 +19,10 @@ from orchestrator.db.engine import reading
 from orchestrator.errors import NotFound
 from orchestrator.services import Services
 from orchestrator.views import iso, job_view
+from web.feed import BATCH, encode
 
 HEARTBEAT_S = 15
+PING = b": ping\r\n\r\n"
 WATCH_TTL_MS = 3000
 
 
@@ -29,10 +31,6 @@ def _last_event_id(request: Request) -> int | None:
     if raw is None or raw == "":
         return None
     return int(raw) if raw.isdigit() else 0
-
-
-def _event(event: events.Event) -> ServerSentEvent:
-    return ServerSentEvent(data=json.dumps(event.data), event=event.type, id=str(event.id))
 
 
 def _frame_event(frame: dict[str, Any]) -> ServerSentEvent:
@@ -57,16 +55,20 @@ async def _follow(
         more = True
         while True:
             if subscription.take_news() or more:
-                async with reading(svc.engine) as conn:
-                    rows = await events.read_after(conn, after, job_id=job_id, types=types)
-                for row in rows:
-                    yield _event(row)
-                    after = row.id
-                more = len(rows) >= 500
+                if job_id is None:
+                    rows = await request.app.state.feed.after(after)
+                else:
+                    async with reading(svc.engine) as conn:
+                        found = await events.read_after(conn, after, job_id=job_id, types=types)
+                    rows = [(r.id, encode(r)) for r in found]
+                for row_id, payload in rows:
+                    yield payload
+                    after = row_id
+                more = len(rows) >= BATCH
             if frame := subscription.take_frame():
                 yield _frame_event(frame)
-            if not (more or subscription.news or subscription.frame):
-                await subscription.wait(HEARTBEAT_S)
+            if not (more or subscription.news or subscription.frame) and not await subscription.wait(HEARTBEAT_S):
+                yield PING  # keeps proxies from closing an idle stream, and finds clients that left
 
 
 async def _keep_watching(svc: Services, job_id: str) -> None:
@@ -99,7 +101,7 @@ async def job_stream(request: Request) -> EventSourceResponse:
         finally:
             watching.cancel()
 
-    return EventSourceResponse(stream(), ping=HEARTBEAT_S, headers={"Cache-Control": "no-store"})
+    return EventSourceResponse(stream(), ping=0, headers={"Cache-Control": "no-store"})
 
 
 async def frame(request: Request) -> Response:
@@ -121,5 +123,5 @@ async def all_stream(request: Request) -> EventSourceResponse:
         async with reading(svc.engine) as conn:
             after = await events.last_id(conn)
     return EventSourceResponse(
-        _follow(request, None, after, events.GLOBAL_TYPES), ping=HEARTBEAT_S, headers={"Cache-Control": "no-store"}
+        _follow(request, None, after, events.GLOBAL_TYPES), ping=0, headers={"Cache-Control": "no-store"}
     )
