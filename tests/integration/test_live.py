@@ -186,3 +186,33 @@ async def test_an_approval_is_recorded_with_the_hash_of_the_screenshot_shown(env
     [decision] = [a for a in done["audit"] if a["action"] == "approve"]
     assert decision["evidence"] == hashlib.sha256(content).hexdigest()
     assert done["approval"]["screenshot_sha256"] == decision["evidence"]
+
+
+CANCELLED = """
+name: cut-short
+settings: {video: true}
+steps:
+  - {id: open, action: goto, url: "{{ server.url }}/ticker.html"}
+  - {id: note, action: set, values: {seen: true}}
+  - {id: nap, action: sleep, seconds: 30, timeout: 60}
+"""
+
+
+async def test_metrics_count_live_and_a_cancelled_job_still_gets_its_video(env: Env) -> None:
+    env.write(CANCELLED)
+    await auth.add_user(env.svc.engine, "ops", "operator", "ops-password")
+    async with running_worker(env), live_server(env.settings) as url:
+        job = await env.create("cut-short")
+        await step_running(env, job["id"], "nap")
+        async with signed_in_page(url, "ops", "ops-password") as page:
+            await page.goto(f"{url}/jobs/{job['id']}")
+            await expect(page.locator("[data-metric=steps_succeeded]")).to_have_text("2")
+            duration = page.locator("[data-metric=duration_s]")
+            before = await duration.text_content()
+            await expect(duration).not_to_have_text(before or "")  # it ticks while the job runs
+            await page.get_by_role("button", name="Cancel").click()
+            await expect(page.locator("[data-role=video-card]")).to_be_visible(timeout=30_000)
+    done = await wait_for_video(env, job["id"])
+    assert done["status"] == "cancelled"
+    [video] = [a for a in done["artifacts"] if a["kind"] == "video"]
+    assert video["mime_type"] == "video/webm" and video["size"] > 1000

@@ -535,6 +535,27 @@
 
     // --- metrics
 
+    /** While a job runs its stored metrics are not written yet: count them from its steps. */
+    function liveMetrics(job) {
+      const steps = Array.isArray(job.steps) ? job.steps : [];
+      const count = (status) => steps.filter((step) => step.status === status).length;
+      return {
+        steps_succeeded: count("success"),
+        steps_failed: count("failed"),
+        steps_skipped: count("skipped"),
+        retries: steps.reduce((sum, step) => sum + Number(step.retries || 0), 0),
+      };
+    }
+
+    let startedAt = null;
+    let finished = false;
+    // the duration ticks while the job runs
+    setInterval(() => {
+      if (finished || !startedAt) return;
+      const node = $('[data-metric="duration_s"]', root);
+      if (node) node.textContent = formatDuration((Date.now() - startedAt.getTime()) / 1000);
+    }, 1000);
+
     function renderMetrics(metrics, counts, duration) {
       if (isObject(metrics)) {
         for (const key of ["steps_succeeded", "steps_failed", "steps_skipped", "retries"]) {
@@ -630,7 +651,7 @@
       }
       return el(
         "li",
-        { class: `step step-${status}`, dataset: { stepId: id, status } },
+        { class: `step step-${status}`, dataset: { stepId: id, status, retries: String(retries) } },
         el("span", { class: "step-marker", "aria-hidden": "true" }),
         body,
       );
@@ -930,8 +951,10 @@
       setError(job.error);
       setMeta(job);
       if (job.status === "waiting_for_approval") showApproval(job.approval, job.status);
-      renderMetrics(job.metrics, job.record_counts, job.duration_s);
       renderSteps(job.steps);
+      renderMetrics(job.finished_at ? job.metrics : liveMetrics(job), job.record_counts, job.duration_s);
+      startedAt = parseTime(job.started_at);
+      finished = Boolean(job.finished_at);
       renderRecords(job.records);
       for (const c of job.children || []) upsertChild(c);
       renderIO(job);
@@ -978,6 +1001,8 @@
       if (!detail) return;
       detail.hidden = !detail.hidden;
       li.classList.toggle("is-open", !detail.hidden);
+      const captured = $("details.captured", li);
+      if (captured) captured.open = !detail.hidden;
     });
 
     root.addEventListener("click", async (event) => {
@@ -1030,6 +1055,7 @@
       step(data) {
         const step = isObject(data.step) ? data.step : data;
         upsertStep(step);
+        if (!finished) renderMetrics(liveMetrics({ steps: $$('[data-role="steps"] > li[data-step-id]', root).map((li) => ({ status: li.dataset.status, retries: Number(li.dataset.retries || 0) })) }));
         localizeTimes(root);
         scheduleRefetch();
       },
@@ -1059,6 +1085,7 @@
         renderMetrics(null, data.record_counts);
       },
       report(data) {
+        finished = true;
         renderMetrics(data.metrics, data.record_counts, data.duration_s);
         if ("summary" in data) setSummary(data.summary);
         if (data.status) setStatus(data.status);
