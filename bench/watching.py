@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import redis.asyncio as aioredis
 from playwright.async_api import async_playwright
 
 from bench.harness import flush_redis, percentile, services, static_site, worker_env, workspace
@@ -191,6 +194,7 @@ async def _client(port: int, token: str, delays: list[float], connected: asyncio
 
 
 async def _publish(svc: Any, seconds: float) -> int:
+    """Stored status events, announced as the worker announces them."""
     sent = 0
     started = time.monotonic()
     while time.monotonic() - started < seconds:
@@ -203,6 +207,56 @@ async def _publish(svc: Any, seconds: float) -> int:
     return sent
 
 
+async def _drive(port: int, token: str, publish: Any, pid: int) -> tuple[list[float], int, float, float]:
+    """Connect CLIENTS, measure the server's memory per idle connection, then publish for
+    SSE_SECONDS: (delays, events sent, KiB per idle connection, server CPU share)."""
+    await wait_http(port)
+    await asyncio.sleep(1)
+    before = rss_kib(pid)
+    delays: list[float] = []
+    connected, counter = asyncio.Event(), [0]
+    clients = [asyncio.create_task(_client(port, token, delays, connected, counter)) for _ in range(CLIENTS)]
+    async with asyncio.timeout(60):
+        await connected.wait()
+    await asyncio.sleep(3)
+    per_idle = (rss_kib(pid) - before) / CLIENTS
+    cpu_before = cpu_seconds(pid)
+    sent = await publish(SSE_SECONDS)
+    await asyncio.sleep(1)
+    cpu = (cpu_seconds(pid) - cpu_before) / SSE_SECONDS
+    for client in clients:
+        client.cancel()
+    await asyncio.gather(*clients, return_exceptions=True)
+    return delays, sent, per_idle, cpu
+
+
+async def _bare(redis_url: str) -> tuple[list[float], int, float, float]:
+    """The same load against bare sse-starlette (bench/baresse.py)."""
+    redis = aioredis.from_url(redis_url)
+
+    async def publish(seconds: float) -> int:
+        sent, started = 0, time.monotonic()
+        while time.monotonic() - started < seconds:
+            data = {"job_id": "bench", "status": "running", "previous": "queued", "sent": time.time()}
+            await redis.publish("bare", json.dumps(data))
+            sent += 1
+            await asyncio.sleep(max(0.0, started + sent / EVENTS_PER_S - time.monotonic()))
+        return sent
+
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "bench.baresse:app", "--port", str(port), "--log-level", "critical"]
+    env = {**os.environ, "BARE_REDIS_URL": redis_url}
+    server = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        return await _drive(port, "none", publish, server.pid)
+    finally:
+        server.terminate()
+        server.wait()
+        await redis.aclose()
+
+
 async def fan_out(redis_url: str) -> list[tuple[str, str, str, str]]:
     await flush_redis(redis_url)
     with workspace({}, redis_url) as settings:
@@ -210,38 +264,22 @@ async def fan_out(redis_url: str) -> list[tuple[str, str, str, str]]:
             token = await auth.create_token(svc.engine, "bench", "viewer", "bench")
             port = free_port()
             with process(settings, "web", ORCH_PORT=str(port)) as web:
-                await wait_http(port)
-                await asyncio.sleep(1)
-                before = rss_kib(web.pid)
-                delays: list[float] = []
-                connected, counter = asyncio.Event(), [0]
-                clients = [
-                    asyncio.create_task(_client(port, token, delays, connected, counter)) for _ in range(CLIENTS)
-                ]
-                async with asyncio.timeout(60):
-                    await connected.wait()
-                await asyncio.sleep(3)
-                per_idle = (rss_kib(web.pid) - before) / CLIENTS
-                cpu_before = cpu_seconds(web.pid)
-                sent = await _publish(svc, SSE_SECONDS)
-                await asyncio.sleep(1)
-                web_cpu = (cpu_seconds(web.pid) - cpu_before) / SSE_SECONDS
-                for client in clients:
-                    client.cancel()
-                await asyncio.gather(*clients, return_exceptions=True)
-    ms = [d * 1000 for d in delays]
+                delays, sent, per_idle, web_cpu = await _drive(port, token, partial(_publish, svc), web.pid)
+    bare, _, bare_idle, bare_cpu = await _bare(redis_url)
+    ms, bare_ms = [d * 1000 for d in delays], [d * 1000 for d in bare]
     return [
         (
             f"SSE fan-out: {CLIENTS} clients of /api/v1/events, {EVENTS_PER_S} events/s, one web process",
             f"p50 {percentile(ms, 50):.0f} ms, p99 {percentile(ms, 99):.0f} ms; "
             f"{len(delays)} of {sent * CLIENTS} delivered; web CPU {web_cpu * 100:.0f} %",
-            "sse-starlette measured by the issue: p99 163 ms",
+            f"bare sse-starlette: p50 {percentile(bare_ms, 50):.0f} ms, p99 {percentile(bare_ms, 99):.0f} ms, "
+            f"CPU {bare_cpu * 100:.0f} %",
             "target p99 < 250 ms",
         ),
         (
             "memory per idle SSE connection",
             f"{per_idle:.1f} KiB",
-            "-",
+            f"bare sse-starlette: {bare_idle:.1f} KiB",
             "target < 50 KiB",
         ),
     ]
