@@ -708,6 +708,20 @@
 
     // --- live screenshot
 
+    /** Show the live view's image (already set to `href`) with its link and caption. */
+    function reveal(img, link, href, caption) {
+      img.hidden = false;
+      link.href = href;
+      link.hidden = false;
+      const empty = role("live-screenshot-empty");
+      if (empty) empty.hidden = true;
+      const cap = role("live-screenshot-caption");
+      if (cap) {
+        clear(cap);
+        append(cap, caption);
+      }
+    }
+
     function setLiveShot(url, at, caption) {
       const href = safeUrl(url);
       if (!href) return;
@@ -720,16 +734,7 @@
         void img.offsetWidth; // restart the fade-in
         img.classList.add("is-fresh");
       }
-      img.hidden = false;
-      link.href = href;
-      link.hidden = false;
-      const empty = role("live-screenshot-empty");
-      if (empty) empty.hidden = true;
-      const cap = role("live-screenshot-caption");
-      if (cap) {
-        clear(cap);
-        append(cap, [caption || "", caption && at ? " · " : "", at ? timeEl(at) : ""]);
-      }
+      reveal(img, link, href, [caption || "", caption && at ? " · " : "", at ? timeEl(at) : ""]);
       liveShotAt = parseTime(at) || new Date();
     }
 
@@ -767,16 +772,7 @@
       img.src = href;
       img.dataset.frameAt = data.at || "";
       img.dataset.frameShownAt = String(Date.now());
-      img.hidden = false;
-      link.href = href;
-      link.hidden = false;
-      const empty = role("live-screenshot-empty");
-      if (empty) empty.hidden = true;
-      const cap = role("live-screenshot-caption");
-      if (cap) {
-        clear(cap);
-        append(cap, [el("span", { class: "live-dot" }, "Live"), data.step_id ? ` · step ${data.step_id}` : ""]);
-      }
+      reveal(img, link, href, [el("span", { class: "live-dot" }, "Live"), data.step_id ? ` · step ${data.step_id}` : ""]);
       const approvalLive = role("approval-live");
       if (approvalLive) {
         approvalLive.src = href;
