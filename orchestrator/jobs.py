@@ -247,7 +247,7 @@ async def _enqueue(svc: Services, row: dict[str, Any], limit: int | None) -> Non
     job_id, run_at = row["id"], row.get("scheduled_at")
     try:
         if limit and not (run_at and run_at > row["created_at"]):
-            await limits.join_line(svc.redis, row["runbook"], job_id, row["created_at"], row["priority"])
+            await limits.join_line(svc.redis, row["runbook"], limit, job_id, row["created_at"], row["priority"])
         await queue.enqueue(svc.redis, job_id, 1, row["priority"], run_at)
     except Exception as exc:  # noqa: BLE001 - the row is the truth; the reconciler enqueues it later
         log.warning("job %s stored but not enqueued (%s); it will be enqueued when Redis answers", job_id, exc)

@@ -75,10 +75,16 @@ def place(created_at: datetime, priority: str) -> float:
     return (aware(created_at) - head_start).timestamp() * 1000
 
 
-async def join_line(redis: ArqRedis, runbook: str, job_id: str, created_at: datetime, priority: str) -> None:
+async def join_line(
+    redis: ArqRedis, runbook: str, limit: int, job_id: str, created_at: datetime, priority: str
+) -> None:
     """A new job of a limited runbook takes its place in line when it is made, so jobs picked up at
-    the same moment by several workers still start in the order they were made."""
-    await redis.zadd(line_key(runbook), {job_id: place(created_at, priority)}, nx=True)
+    the same moment by several workers still start in the order they were made. The limit is
+    recorded too, so the reconciler's `hand_out` can start it should its enqueue be lost."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(LIMITS_KEY, runbook, str(limit))
+        pipe.zadd(line_key(runbook), {job_id: place(created_at, priority)}, nx=True)
+        await pipe.execute()
 
 
 class Limits:

@@ -88,7 +88,12 @@ async def tick(svc: Services, now: datetime | None = None) -> int:
     await schedules.sync(svc)
     created = 0
     for row in await schedules.due(svc, now):
-        created += await fire(svc, row, now)
+        try:
+            created += await fire(svc, row, now)
+        except Exception:  # noqa: BLE001 - one broken schedule must not stop the others
+            log.exception("schedule %s of %s failed; it goes on at its next fire time", row.id, row.runbook)
+            with contextlib.suppress(Exception):
+                await schedules.advance(svc, row, cron.next_after(row.cron, row.timezone, now), None, None)
     return created
 
 
@@ -109,6 +114,9 @@ async def run(settings: Settings, tick_s: float = 1.0) -> None:
         while True:
             try:
                 await tick(svc)
+            except Exception as exc:  # noqa: BLE001 - the database away: try again next tick
+                log.warning("firing schedules failed (%s); retrying", exc)
+            try:
                 await reaper.sweep()
                 if time.monotonic() - reconciled_at > RECONCILE_EVERY_S:
                     reconciled_at = time.monotonic()

@@ -32,12 +32,19 @@ class Feed:
 
     async def after(self, after: int) -> list[tuple[int, bytes]]:
         """The events after `after` (at most BATCH) as (id, SSE bytes), as the database has them now."""
-        if self._base is None:
-            self._base = after
-        if self._read_generation < self._hub.generation:
-            # One read for everybody woken by the same news: they all wait for it, and all go on at once.
-            if self._reading is None or self._reading.done():
+        if self._base is None:  # the cache starts at the newest event when this process first serves
+            async with reading(self._engine) as conn:
+                latest = await events.last_id(conn)
+            if self._base is None:
+                self._base = latest
+        reading_now = self._reading is not None and not self._reading.done()
+        if reading_now or self._read_generation < self._hub.generation:
+            # One read for everybody woken by the same news: they all wait for it, and all go on at
+            # once. A read already under way may have started before this caller's news: wait for
+            # it too (it reads again while news keeps coming).
+            if not reading_now:
                 self._reading = asyncio.ensure_future(self._catch_up())
+            assert self._reading is not None
             await asyncio.shield(self._reading)
         if after < self._base:  # a replay from further back than this process holds
             async with reading(self._engine) as conn:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any
 from playwright.async_api import BrowserContext, Page
 from playwright.async_api import Error as PlaywrightError
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from orchestrator import jobs, templating
@@ -98,6 +100,7 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
         self._notice: asyncio.TimerHandle | None = None
         self._lease: asyncio.Task[None] | None = None
         self._limited: tuple[str, int] | None = None  # (runbook, its concurrency) when this run holds a slot
+        self._superseded = False  # a newer attempt holds the lease (and the job's slot)
         self.tally = Tally()
         self._current: Any = None  # the current step after templating, for its diagnostics
         self._init_watching()
@@ -132,21 +135,28 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
             if not self.cancelled:  # the worker is stopping: hand the job to another worker now
                 handed_back = True
                 await self._flush()
+                await self._give_slot()  # the next attempt takes its turn in line again
                 await hand_back(self.deps.svc.engine, self.deps.svc.redis, self.job_id, self.attempt, job["priority"])
             raise
         finally:
             self.deps.running.pop(self.job_id, None)
+            await self._give_slot()  # first: the video below may take a while
             frames = await self._stop_watching()
             await self._close_browser()
-            if not handed_back:  # completed, failed or cancelled: the video shows how
-                await self._save_video(frames)
+            await self._save_video([] if handed_back else frames)  # completed, failed or cancelled: how
             self._settle()
-            if self._limited is not None:
-                await self.deps.limits.give(*self._limited, self.job_id)
             lease_timer.cancel()
             if self._lease is not None:
                 await asyncio.shield(self._lease)
                 await self.deps.leases.drop(self.job_id, self.attempt)
+
+    async def _give_slot(self) -> None:
+        """Give back this run's slot of its runbook's concurrency, unless a newer attempt of the job
+        (which holds the same slot) has taken over."""
+        limited, self._limited = self._limited, None
+        if limited is not None and not self._superseded:
+            with contextlib.suppress(RedisError, OSError):
+                await self.deps.limits.give(*limited, self.job_id)
 
     def _take_lease(self) -> None:
         self._lease = asyncio.create_task(self.deps.leases.take(self.job_id, self.attempt))
@@ -158,6 +168,7 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
 
     def fenced_out(self) -> None:
         """A newer attempt of this job runs elsewhere: write nothing more and stop."""
+        self._superseded = True
         self._fence.broken = True
         self.cancel()
 

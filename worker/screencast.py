@@ -41,9 +41,9 @@ QUALITY = 60
 
 
 class Screencast:
-    def __init__(self, page: Page, redis: Redis, job_id: str, video_dir: Path | None = None) -> None:
+    def __init__(self, page: Page, redis: Redis, job_id: str, video_dir: Path | None = None, prefix: str = "") -> None:
         self._page, self._redis, self.job_id = page, redis, job_id
-        self._video_dir = video_dir
+        self._video_dir, self._prefix = video_dir, prefix
         self._session: CDPSession | None = None
         self._casting = False
         self._watched = False
@@ -103,7 +103,7 @@ class Screencast:
         at = float(params.get("metadata", {}).get("timestamp") or time.time())
         self._seq += 1
         if self._video_dir is not None:
-            path = self._video_dir / f"{self._seq:06d}.jpg"
+            path = self._video_dir / f"{self._prefix}{self._seq:06d}.jpg"
             path.write_bytes(image)
             self.frames.append((at, path))
         if self._watched:

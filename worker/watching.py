@@ -46,6 +46,8 @@ class WatchingMixin:
         self._video_dir: Path | None = None
         self._video_started: float | None = None  # wall-clock time the recording starts from
         self._console: deque[str] = deque(maxlen=CONSOLE_KEPT)
+        self._earlier_frames: list[tuple[float, Path]] = []
+        self._casts = 0
 
     def _record_video(self, wanted: bool) -> None:
         if wanted:
@@ -62,7 +64,9 @@ class WatchingMixin:
         """A new page of this job: keep its console errors, and screencast it for watchers (and the video)."""
         page.on("console", self._on_console)
         page.on("pageerror", lambda error: self._console.append(str(error)))
-        self._cast = Screencast(page, self.deps.svc.redis, self.job_id, self._video_dir)
+        self._earlier_frames += await self._stop_cast()  # the page before this one (it was closed)
+        self._casts += 1
+        self._cast = Screencast(page, self.deps.svc.redis, self.job_id, self._video_dir, prefix=f"{self._casts}-")
         try:
             await self._cast.start()
         except PlaywrightError as exc:
@@ -79,6 +83,9 @@ class WatchingMixin:
 
     async def _stop_watching(self) -> list[tuple[float, Path]]:
         """Stop the screencast (before its page closes); returns the video's frames."""
+        return self._earlier_frames + await self._stop_cast()
+
+    async def _stop_cast(self) -> list[tuple[float, Path]]:
         cast, self._cast = self._cast, None
         if cast is None:
             return []
@@ -86,7 +93,8 @@ class WatchingMixin:
         return cast.frames
 
     async def _save_video(self, frames: list[tuple[float, Path]]) -> None:
-        """Encode the session video and store it as the job's `video` artifact."""
+        """Encode the session video and store it as the job's `video` artifact (no frames: only
+        clear the frames away)."""
         directory, started = self._video_dir, self._video_started
         if directory is None or started is None:
             return

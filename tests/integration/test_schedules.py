@@ -201,3 +201,19 @@ async def test_the_runbook_page_shows_the_schedule_and_pauses_and_resumes_it(env
         await card.get_by_role("button", name="Resume").click()
         await expect(card.get_by_role("button", name="Pause")).to_be_visible()
         assert at((await schedules.listed(env.svc, "morning"))[0]["next_trigger"]) == expected
+
+
+async def test_a_broken_schedule_is_logged_and_passed_over_and_the_others_still_fire(env: Env) -> None:
+    broken = await new_schedule(env)
+    healthy = await new_schedule(env)
+    async with writing(env.svc.engine) as conn:  # as if ORCH_SECRET_KEY had changed since it was made
+        await conn.execute(
+            update(t.schedules).where(t.schedules.c.id == broken["id"]).values(secret_inputs="not-a-token")
+        )
+    for schedule in (broken, healthy):
+        await set_next(env, schedule["id"], datetime(2026, 11, 23, 12, 0, tzinfo=UTC))
+    assert await scheduler.tick(env.svc, datetime(2026, 11, 23, 12, 0, 5, tzinfo=UTC)) == 1
+    assert len(await made_jobs(env, healthy["id"])) == 1 and await made_jobs(env, broken["id"]) == []
+    async with reading(env.svc.engine) as conn:
+        row = (await conn.execute(select(t.schedules).where(t.schedules.c.id == broken["id"]))).one()
+    assert t.aware(row.next_fire_at) == datetime(2026, 11, 23, 12, 10, tzinfo=UTC)  # not stuck on it

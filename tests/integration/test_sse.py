@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from orchestrator.db.engine import reading
-from orchestrator.events import read_after
+from orchestrator.db.engine import reading, writing
+from orchestrator.events import Pending, append, publish, read_after
 from tests.integration.conftest import Env, bearer, live_server
 from tests.support import Event, sse
 
@@ -158,3 +158,36 @@ async def test_a_stream_of_an_unknown_job_is_a_404(env: Env) -> None:
     ):
         response = await http.get("/api/v1/jobs/nope/events")
     assert response.status_code == 404
+
+
+async def test_fifty_all_jobs_streams_each_get_every_one_of_a_burst_of_events(env: Env) -> None:
+    """The all-jobs streams of one web process share one read per change (web/feed.py): a stream
+    busy sending while that read runs must still get what was announced meanwhile."""
+    count, burst = 50, 40
+    async with (
+        live_server(env.settings) as base,
+        httpx.AsyncClient(base_url=base, timeout=60, headers=await bearer(env.settings)) as http,
+    ):
+        ready = [asyncio.Event() for _ in range(count)]
+
+        async def watch(i: int) -> list[int]:
+            async with asyncio.timeout(60), http.stream("GET", "/api/v1/events") as response:
+                ready[i].set()
+                numbers = []
+                async for event in sse(response):
+                    numbers.append(event.data["n"])
+                    if len(numbers) == burst:
+                        return numbers
+            raise AssertionError("the stream ended")
+
+        watchers = [asyncio.create_task(watch(i)) for i in range(count)]
+        for flag in ready:
+            await flag.wait()
+        for n in range(burst):
+            async with writing(env.svc.engine) as conn:
+                await append(conn, [Pending("burst", "status", {"job_id": "burst", "status": "running", "n": n})])
+            await publish(env.svc.redis, ["burst"])
+            if n % 5 == 0:
+                await asyncio.sleep(0.01)
+        got = await asyncio.gather(*watchers)
+    assert all(numbers == list(range(burst)) for numbers in got)
