@@ -455,12 +455,17 @@
       }
     }
 
-    // A finished job changes no more: take a last look, then stop listening.
+    // A finished job changes no more: take a last look, then stop listening; a job that records
+    // a video is followed until its video has arrived (it is encoded after the job ends).
+    let awaitingVideo = false;
     function finishSoon() {
       if (closeTimer || !conn) return;
       closeTimer = setTimeout(async () => {
+        closeTimer = null;
         await refetch();
-        if (TERMINAL.has(root.dataset.status) && conn) conn.close();
+        if (!TERMINAL.has(root.dataset.status) || !conn) return;
+        if (awaitingVideo) finishSoon();
+        else conn.close();
       }, 5000);
     }
 
@@ -957,6 +962,8 @@
       renderArtifacts(job.artifacts);
       const video = (job.artifacts || []).filter((a) => a && a.kind === "video").pop();
       if (video) showVideo(video.url);
+      const sinceEnd = job.finished_at ? Date.now() - (parseTime(job.finished_at)?.getTime() ?? 0) : 0;
+      awaitingVideo = Boolean(job.video) && !video && Boolean(job.started_at) && sinceEnd < 120000;
       renderAudit(job.audit);
       localizeTimes(root);
     }
