@@ -218,17 +218,18 @@ async def create_token(engine: AsyncEngine, name: str, role: str, created_by: st
     return token
 
 
-async def token_principal(engine: AsyncEngine, token: str) -> Principal | None:
-    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+async def live_secret(engine: AsyncEngine, table: Any, prefix: str, token: str, *columns: Any) -> Any:
+    """The row of `table` (API tokens, webhooks) whose secret token this is, unless it was revoked;
+    None too for a string that is not such a token at all. Only the SHA-256 of a token is stored."""
+    if not token.startswith(prefix) or len(token) > 200:
         return None
+    query = select(*columns).where(table.c.token_hash == secret_hash(token), table.c.revoked_at.is_(None))
     async with reading(engine) as conn:
-        row = (
-            await conn.execute(
-                select(t.tokens.c.name, t.tokens.c.role).where(
-                    t.tokens.c.token_hash == secret_hash(token), t.tokens.c.revoked_at.is_(None)
-                )
-            )
-        ).first()
+        return (await conn.execute(query)).first()
+
+
+async def token_principal(engine: AsyncEngine, token: str) -> Principal | None:
+    row = await live_secret(engine, t.tokens, TOKEN_PREFIX, token, t.tokens.c.name, t.tokens.c.role)
     return Principal(row.name, row.role, "token") if row else None
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator.auth import secret_hash
+from orchestrator.auth import live_secret, secret_hash
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
 from orchestrator.db.tables import utcnow
@@ -36,16 +36,7 @@ async def create(engine: AsyncEngine, runbook: str, created_by: str) -> tuple[st
 
 async def find(engine: AsyncEngine, token: str) -> dict[str, Any] | None:
     """The live hook of this token, or None (unknown, revoked, or not a hook token at all)."""
-    if not token.startswith(PREFIX) or len(token) > 200:
-        return None
-    async with reading(engine) as conn:
-        row = (
-            await conn.execute(
-                select(t.hooks.c.id, t.hooks.c.runbook).where(
-                    t.hooks.c.token_hash == secret_hash(token), t.hooks.c.revoked_at.is_(None)
-                )
-            )
-        ).first()
+    row = await live_secret(engine, t.hooks, PREFIX, token, t.hooks.c.id, t.hooks.c.runbook)
     return {"id": row.id, "runbook": row.runbook} if row else None
 
 
