@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -109,9 +109,11 @@ class Subscription:
     def __init__(self, frames: bool = False) -> None:
         self.flag = asyncio.Event()
         self.frames = frames
-        #: Whether events were announced since the last `take_news`; the latest live frame not yet sent.
+        #: Whether events were announced since the last `take_news`; the latest live frame not yet
+        #: sent; whether a heartbeat came since the last `take_beat`.
         self.news = True
         self.frame: dict[str, Any] | None = None
+        self.beat = False
 
     def announce(self) -> None:
         self.news = True
@@ -119,6 +121,10 @@ class Subscription:
 
     def show(self, frame: dict[str, Any]) -> None:
         self.frame = frame
+        self.flag.set()
+
+    def ring(self) -> None:
+        self.beat = True
         self.flag.set()
 
     def take_news(self) -> bool:
@@ -129,9 +135,17 @@ class Subscription:
         frame, self.frame = self.frame, None
         return frame
 
-    async def wait(self, seconds: float) -> bool:
-        """True when there was news since the last wait, False after `seconds` without."""
+    def take_beat(self) -> bool:
+        beat, self.beat = self.beat, False
+        return beat
+
+    async def wait(self, seconds: float | None = None) -> bool:
+        """True when there was news (or a frame or a heartbeat) since the last wait, False after
+        `seconds` without. Without `seconds` no timer is armed: a thousand idle streams cost nothing."""
         try:
+            if seconds is None:
+                await self.flag.wait()
+                return True
             async with asyncio.timeout(seconds):
                 await self.flag.wait()
             return True
@@ -142,26 +156,29 @@ class Subscription:
 
 
 class Hub:
-    """One Redis subscription per process, fanned out to in-process waiters by job id."""
+    """One Redis subscription per process, fanned out to in-process waiters by job id. With
+    `heartbeat_s`, every waiter is rung that often (one timer for all, not one per waiter)."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, heartbeat_s: float | None = None) -> None:
         self._redis = redis
-        self._waiters: dict[str | None, set[Subscription]] = defaultdict(set)
-        self._task: asyncio.Task[None] | None = None
-        #: Counts the announcements received: a reader that read after generation N saw them all.
-        self.generation = 0
+        self._heartbeat_s = heartbeat_s
+        #: Waiters by job id; None: of any job; or a key of another fan-out's own, woken by `wake`.
+        self._waiters: dict[Hashable, set[Subscription]] = defaultdict(set)
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._listen(), name="event-hub")
+        self._tasks.append(asyncio.create_task(self._listen(), name="event-hub"))
+        if self._heartbeat_s:
+            self._tasks.append(asyncio.create_task(self._beat(self._heartbeat_s), name="event-hub-heartbeat"))
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
     @contextlib.contextmanager
-    def subscribe(self, job_id: str | None, frames: bool = False) -> Iterator[Subscription]:
+    def subscribe(self, job_id: Hashable, frames: bool = False) -> Iterator[Subscription]:
         """News of one job (None: of any job) while the block runs; nothing is missed between waits.
         With `frames`, the job's live frames too (the latest one; older ones are dropped)."""
         subscription = Subscription(frames)
@@ -173,16 +190,25 @@ class Hub:
             if not self._waiters[job_id]:
                 self._waiters.pop(job_id, None)
 
+    def wake(self, key: Hashable) -> None:
+        for subscription in self._waiters.get(key, ()):
+            subscription.announce()
+
     def _wake(self, job_ids: list[str]) -> None:
-        self.generation += 1
         for key in (None, *job_ids):
-            for subscription in self._waiters.get(key, ()):
-                subscription.announce()
+            self.wake(key)
 
     def _frame(self, note: dict[str, Any]) -> None:
         for subscription in self._waiters.get(note.get("job_id"), ()):
             if subscription.frames:
                 subscription.show(note)
+
+    async def _beat(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            for subscriptions in list(self._waiters.values()):
+                for subscription in subscriptions:
+                    subscription.ring()
 
     async def _listen(self) -> None:
         while True:

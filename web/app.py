@@ -23,6 +23,7 @@ from web import api, auth, openapi, pages
 from web.errors import HANDLERS
 from web.feed import Feed
 from web.security import BodyLimit, SecurityHeaders
+from web.sse import HEARTBEAT_S
 
 HERE = Path(__file__).parent
 
@@ -39,14 +40,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         svc = await Services.open(settings)
-        hub = Hub(svc.redis)
+        hub = Hub(svc.redis, heartbeat_s=HEARTBEAT_S)
         await hub.start()
-        app.state.svc, app.state.hub = svc, hub
-        app.state.feed = Feed(svc.engine, hub, events.GLOBAL_TYPES)
+        feed = Feed(svc.engine, hub, events.GLOBAL_TYPES)
+        await feed.start()
+        app.state.svc, app.state.hub, app.state.feed = svc, hub, feed
         await svc.catalog.refresh(force=True)
         try:
             yield
         finally:
+            await feed.stop()
             await hub.stop()
             await svc.close()
 

@@ -1,11 +1,16 @@
-"""The all-jobs stream's recent events, read once per wake-up for every connection of this web
-process: a thousand pages on /api/v1/events cost one database query per change, not a thousand."""
+"""The all-jobs stream's recent events, read once per change for every connection of this web
+process: one task reads what was announced, encodes each event once, then wakes the streams, which
+take the bytes from memory. A thousand pages on /api/v1/events cost one query per change, and a
+stream's wake-up costs no database round trip and no lock."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 from bisect import bisect_right
+from collections.abc import Iterator
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sse_starlette import ServerSentEvent
@@ -13,6 +18,7 @@ from sse_starlette import ServerSentEvent
 from orchestrator import events
 from orchestrator.db.engine import reading
 
+log = logging.getLogger(__name__)
 BATCH = 500
 
 
@@ -26,26 +32,30 @@ class Feed:
         self._engine, self._hub, self._types, self._keep = engine, hub, types, keep
         self._ids: list[int] = []
         self._rows: list[tuple[int, bytes]] = []  # (id, the event encoded once for every connection)
-        self._base: int | None = None  # every event after this id is held here
-        self._read_generation = -1
-        self._reading: asyncio.Future[None] | None = None
+        self._base = 0  # every event after this id is held here
+        self._key = object()  # the hub key this feed's streams wait on
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Hold events from the newest one on; streams that replay from further back read them."""
+        async with reading(self._engine) as conn:
+            self._base = await events.last_id(conn)
+        self._task = asyncio.create_task(self._run(), name="all-jobs-feed")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    @contextlib.contextmanager
+    def subscribe(self) -> Iterator[events.Subscription]:
+        """News once the feed holds it (and the hub's heartbeats) while the block runs."""
+        with self._hub.subscribe(self._key) as subscription:
+            yield subscription
 
     async def after(self, after: int) -> list[tuple[int, bytes]]:
-        """The events after `after` (at most BATCH) as (id, SSE bytes), as the database has them now."""
-        if self._base is None:  # the cache starts at the newest event when this process first serves
-            async with reading(self._engine) as conn:
-                latest = await events.last_id(conn)
-            if self._base is None:
-                self._base = latest
-        reading_now = self._reading is not None and not self._reading.done()
-        if reading_now or self._read_generation < self._hub.generation:
-            # One read for everybody woken by the same news: they all wait for it, and all go on at
-            # once. A read already under way may have started before this caller's news: wait for
-            # it too (it reads again while news keeps coming).
-            if not reading_now:
-                self._reading = asyncio.ensure_future(self._catch_up())
-            assert self._reading is not None
-            await asyncio.shield(self._reading)
+        """The events after `after` (at most BATCH) as (id, SSE bytes), as the feed holds them."""
         if after < self._base:  # a replay from further back than this process holds
             async with reading(self._engine) as conn:
                 rows = await events.read_after(conn, after, types=self._types, limit=BATCH)
@@ -53,15 +63,24 @@ class Feed:
         start = bisect_right(self._ids, after)
         return self._rows[start : start + BATCH]
 
-    async def _catch_up(self) -> None:
-        while self._read_generation < self._hub.generation:
-            self._read_generation = self._hub.generation  # all announced so far is committed
-            await self._read()
+    async def _run(self) -> None:
+        with self._hub.subscribe(None) as news:
+            while True:
+                if not news.take_news():
+                    await news.wait()
+                    continue
+                try:
+                    await self._read()
+                except Exception as exc:  # noqa: BLE001 - the database may come back; streams wait meanwhile
+                    log.warning("all-jobs feed could not read events (%s); retrying", exc)
+                    news.announce()
+                    await asyncio.sleep(1)
+                    continue
+                self._hub.wake(self._key)
 
     async def _read(self) -> None:
         while True:
             top = self._ids[-1] if self._ids else self._base
-            assert top is not None
             async with reading(self._engine) as conn:
                 rows = await events.read_after(conn, top, types=self._types, limit=BATCH)
             self._ids += [r.id for r in rows]

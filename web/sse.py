@@ -13,17 +13,34 @@ from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Message, Send
 
 from orchestrator import events
 from orchestrator.db.engine import reading
 from orchestrator.errors import NotFound
 from orchestrator.services import Services
 from orchestrator.views import iso, job_view
-from web.feed import BATCH, encode
+from web.feed import BATCH, Feed, encode
 
 HEARTBEAT_S = 15
 PING = b": ping\r\n\r\n"
 WATCH_TTL_MS = 3000
+
+
+class EventStream(EventSourceResponse):
+    """sse-starlette's response, minus its per-send cancel scope when no send timeout is set.
+
+    `_send_with_timeout` wraps every send in `anyio.move_on_after(None)`, which looks up the async
+    library and builds a cancel scope each time: a tenth of the web process's CPU with a thousand
+    streams (measured with py-spy, bench/watching.py). Our streams set no send timeout: a client
+    that stops reading blocks only its own stream, which holds no queue. Should the private method
+    be renamed upstream, this override stops applying and the streams only get slower."""
+
+    async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        if self.send_timeout is None:
+            await send(message)
+        else:
+            await super()._send_with_timeout(send, message)
 
 
 def _last_event_id(request: Request) -> int | None:
@@ -49,26 +66,30 @@ def _frame_event(frame: dict[str, Any]) -> ServerSentEvent:
 
 async def _follow(
     request: Request, job_id: str | None, after: int, types: tuple[str, ...] | None, frames: bool = False
-) -> AsyncIterator[ServerSentEvent]:
+) -> AsyncIterator[ServerSentEvent | bytes]:
     svc: Services = request.app.state.svc
-    with request.app.state.hub.subscribe(job_id, frames=frames) as subscription:
+    feed: Feed = request.app.state.feed
+    subscribing = feed.subscribe() if job_id is None else request.app.state.hub.subscribe(job_id, frames=frames)
+    with subscribing as subscription:
         more = True
         while True:
             if subscription.take_news() or more:
                 if job_id is None:
-                    rows = await request.app.state.feed.after(after)
+                    rows = await feed.after(after)
                 else:
                     async with reading(svc.engine) as conn:
                         found = await events.read_after(conn, after, job_id=job_id, types=types)
                     rows = [(r.id, encode(r)) for r in found]
-                for row_id, payload in rows:
-                    yield payload
-                    after = row_id
+                if rows:
+                    after = rows[-1][0]
+                    yield rows[0][1] if len(rows) == 1 else b"".join(payload for _, payload in rows)
                 more = len(rows) >= BATCH
             if frame := subscription.take_frame():
                 yield _frame_event(frame)
-            if not (more or subscription.news or subscription.frame) and not await subscription.wait(HEARTBEAT_S):
+            if subscription.take_beat():
                 yield PING  # keeps proxies from closing an idle stream, and finds clients that left
+            if not (more or subscription.news or subscription.frame or subscription.beat):
+                await subscription.wait()
 
 
 async def _keep_watching(svc: Services, job_id: str) -> None:
@@ -79,7 +100,7 @@ async def _keep_watching(svc: Services, job_id: str) -> None:
         await asyncio.sleep(WATCH_TTL_MS / 3000)
 
 
-async def job_stream(request: Request) -> EventSourceResponse:
+async def job_stream(request: Request) -> EventStream:
     job_id = request.path_params["job_id"]
     svc: Services = request.app.state.svc
     after = _last_event_id(request)
@@ -91,7 +112,7 @@ async def job_stream(request: Request) -> EventSourceResponse:
         else:
             await job_view(conn, job_id)  # 404 for an unknown job
 
-    async def stream() -> AsyncIterator[ServerSentEvent]:
+    async def stream() -> AsyncIterator[ServerSentEvent | bytes]:
         watching = asyncio.create_task(_keep_watching(svc, job_id))
         try:
             if snapshot is not None:
@@ -101,7 +122,7 @@ async def job_stream(request: Request) -> EventSourceResponse:
         finally:
             watching.cancel()
 
-    return EventSourceResponse(stream(), ping=0, headers={"Cache-Control": "no-store"})
+    return EventStream(stream(), ping=0, headers={"Cache-Control": "no-store"})
 
 
 async def frame(request: Request) -> Response:
@@ -116,12 +137,12 @@ async def frame(request: Request) -> Response:
     return Response(image, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
-async def all_stream(request: Request) -> EventSourceResponse:
+async def all_stream(request: Request) -> EventStream:
     svc: Services = request.app.state.svc
     after = _last_event_id(request)
     if after is None:
         async with reading(svc.engine) as conn:
             after = await events.last_id(conn)
-    return EventSourceResponse(
+    return EventStream(
         _follow(request, None, after, events.GLOBAL_TYPES), ping=0, headers={"Cache-Control": "no-store"}
     )

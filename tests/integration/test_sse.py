@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 
 from orchestrator.db.engine import reading, writing
 from orchestrator.events import Pending, append, publish, read_after
@@ -191,3 +192,29 @@ async def test_fifty_all_jobs_streams_each_get_every_one_of_a_burst_of_events(en
                 await asyncio.sleep(0.01)
         got = await asyncio.gather(*watchers)
     assert all(numbers == list(range(burst)) for numbers in got)
+
+
+async def test_idle_streams_carry_heartbeats_so_proxies_keep_them_open(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both streams send a `: ping` comment every heartbeat while nothing happens (one timer per
+    web process rings every stream)."""
+    monkeypatch.setattr("web.app.HEARTBEAT_S", 0.3)
+    env.write(FLOW)
+    async with (
+        live_server(env.settings) as base,
+        httpx.AsyncClient(base_url=base, timeout=30, headers=await bearer(env.settings)) as http,
+    ):
+        created = await http.post("/api/v1/runbooks/flow/jobs", json={})
+        job = created.json()["id"]
+
+        async def pings(url: str) -> int:
+            count = 0
+            async with asyncio.timeout(10), http.stream("GET", url) as response:
+                async for line in response.aiter_lines():
+                    count += line == ": ping"
+                    if count == 3:
+                        return count
+            return count
+
+        assert await asyncio.gather(pings("/api/v1/events"), pings(f"/api/v1/jobs/{job}/events")) == [3, 3]
