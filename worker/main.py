@@ -12,6 +12,8 @@ from typing import Any
 
 from arq import Worker
 from arq.connections import create_pool
+from arq.constants import in_progress_key_prefix
+from arq.utils import timestamp_ms
 from arq.worker import func
 from redis.exceptions import RedisError
 
@@ -39,12 +41,35 @@ async def run_job(ctx: dict[str, Any], job_id: str, attempt: int) -> None:
     await Executor(ctx["deps"], job_id, attempt).run()
 
 
+#: arq's claim of a queued job (start_jobs: WATCH the in-progress key, EXISTS, ZSCORE, then MULTI
+#: PSETEX EXEC) as one script for several jobs: KEYS are the queue and each job's in-progress key,
+#: ARGV the time, the in-progress TTL and the job ids. Returns each job's score, or "" when it is
+#: running elsewhere, gone, or deferred to later (the cases arq skips).
+CLAIM = """
+local now, ttl = tonumber(ARGV[1]), ARGV[2]
+local scores = {}
+for i = 2, #KEYS do
+  local job = ARGV[i + 1]
+  local score = redis.call('zscore', KEYS[1], job)
+  if redis.call('exists', KEYS[i]) == 1 or not score or tonumber(score) > now then
+    scores[#scores + 1] = ''
+  else
+    redis.call('psetex', KEYS[i], ttl, '1')
+    scores[#scores + 1] = score
+  end
+end
+return scores
+"""
+
+
 class OrchestratorWorker(Worker):
-    """arq's Worker, woken by a Redis message on enqueue and when a slot frees, not only by its poll."""
+    """arq's Worker, woken by a Redis message on enqueue and when a slot frees, not only by its poll,
+    and claiming queued jobs in one round trip for all its free slots."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._wake = asyncio.Event()
+        self._claim: Any = None
 
     async def main(self) -> None:
         if self._pool is None:
@@ -79,6 +104,39 @@ class OrchestratorWorker(Worker):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_delay_s):
                     await self._wake.wait()
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq's start_jobs with one script per batch instead of four round trips per job.
+
+        arq starts jobs one at a time, each after WATCH, EXISTS, ZSCORE and EXEC round trips; on a
+        loop busy with the jobs themselves that kept a worker of ten slots at two jobs running on
+        average (measured in bench/). Here every free slot is filled from one CLAIM call, which
+        makes the same checks atomically, in queue order."""
+        if self._claim is None:
+            self._claim = self.pool.register_script(CLAIM)
+        waiting = [job_id.decode() for job_id in job_ids]
+        while waiting:
+            await self.sem.acquire()
+            if self.job_counter >= self.max_jobs:
+                self.sem.release()
+                return
+            self.job_counter += 1
+            batch = [waiting.pop(0)]
+            while waiting and self.job_counter < self.max_jobs and not self.sem.locked():
+                await self.sem.acquire()  # a free slot: returns at once
+                self.job_counter += 1
+                batch.append(waiting.pop(0))
+            keys = [self.queue_name, *(in_progress_key_prefix + job_id for job_id in batch)]
+            timeout_ms = int(self.in_progress_timeout_s * 1000)
+            scores = await self._claim(keys=keys, args=[timestamp_ms(), timeout_ms, *batch])
+            for job_id, score in zip(batch, scores, strict=True):
+                if not score:  # running elsewhere, finished, or deferred: arq skips these too
+                    self.job_counter -= 1
+                    self.sem.release()
+                    continue
+                task = self.loop.create_task(self.run_job(job_id, int(float(score))))
+                task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+                self.tasks[job_id] = task
 
     async def _burst_done(self) -> bool:
         if self.tasks and not all(t.done() for t in self.tasks.values()):

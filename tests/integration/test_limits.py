@@ -23,6 +23,12 @@ steps:
   - {id: nap, action: sleep, seconds: 0.6}
 """
 
+UNLIMITED = """
+name: napper
+steps:
+  - {id: nap, action: sleep, seconds: 0.5}
+"""
+
 
 async def statuses(env: Env, ids: list[str]) -> list[Any]:
     async with reading(env.svc.engine) as conn:
@@ -77,6 +83,31 @@ async def test_concurrency_two_caps_but_uses_both_slots(env: Env) -> None:
         rows, most = await watch(env, ids)
     assert {r.status for r in rows} == {"completed"}
     assert most <= 2 and overlap(rows) == 2
+
+
+async def test_two_workers_fill_every_slot_and_start_each_job_once(env: Env) -> None:
+    """Workers claim queued jobs for all their free slots at once (worker/main.py CLAIM): both
+    workers' four slots fill, and no job starts twice although both pick from the same queue."""
+    env.write(UNLIMITED)
+    ids = [(await env.create("napper"))["id"] for _ in range(24)]
+    with (
+        orch_process(env, "worker", ORCH_WORKER_CONCURRENCY="4"),
+        orch_process(env, "worker", ORCH_WORKER_CONCURRENCY="4"),
+    ):
+        rows, _ = await watch(env, ids)
+    assert {(r.status, r.attempt) for r in rows} == {("completed", 1)}
+    assert overlap(rows) == 8
+    assert len({r.robot for r in rows}) == 2
+    async with reading(env.svc.engine) as conn:
+        changes = (
+            await conn.execute(
+                select(t.events.c.job_id, t.events.c.data).where(
+                    t.events.c.type == "status", t.events.c.job_id.in_(ids)
+                )
+            )
+        ).all()
+    started = [row.job_id for row in changes if row.data["status"] == "running"]
+    assert sorted(started) == sorted(ids)  # each job started once
 
 
 async def test_a_job_cancelled_while_waiting_for_a_slot_passes_its_turn_on(env: Env) -> None:
