@@ -107,12 +107,16 @@ class Committer:
 
     async def read(self, fn: Callable[[Connection], Any]) -> Any:
         """A small read. On SQLite it runs right here on the loop: a primary-key lookup costs less
-        than the thread hops of aiosqlite, and in WAL mode readers never wait for the writer."""
+        than the thread hops of aiosqlite, and in WAL mode readers never wait for the writer. Each
+        statement is its own SQLite transaction: the reads here are single rows of a job this run
+        holds, so a snapshot across statements adds nothing but two round trips."""
         if self._reader is not None:
-            if self._reading is None:
-                self._reading = self._reader.connect()
-            with self._reading.begin():
+            if self._reading is None:  # no BEGIN/COMMIT around each read (orchestrator/db/engine.py)
+                self._reading = self._reader.connect().execution_options(autocommit_read=True)
+            try:
                 return fn(self._reading)
+            finally:
+                self._reading.rollback()  # ends SQLAlchemy's transaction; SQLite's own ended with the statement
         async with reading(self._engine) as conn:
             return await conn.run_sync(fn)
 
