@@ -198,6 +198,11 @@ class Hub:
         for key in (None, *job_ids):
             self.wake(key)
 
+    def _wake_all(self) -> None:
+        """After a lost subscription: every waiter reads again what it may have missed."""
+        for key in list(self._waiters):
+            self.wake(key)
+
     def _frame(self, note: dict[str, Any]) -> None:
         for subscription in self._waiters.get(note.get("job_id"), ()):
             if subscription.frames:
@@ -215,7 +220,7 @@ class Hub:
             try:
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.subscribe(CHANNEL, FRAMES_CHANNEL)
-                    self._wake([])  # (re)connected: let everyone re-read what they may have missed
+                    self._wake_all()  # (re)connected: let everyone re-read what they may have missed
                     async for message in pubsub.listen():
                         if message["type"] != "message":
                             continue
@@ -227,5 +232,5 @@ class Hub:
                 raise
             except Exception as exc:  # noqa: BLE001 - reconnect after Redis restarts
                 log.warning("event hub lost Redis (%s); reconnecting", exc)
-                self._wake([])
+                self._wake_all()
                 await asyncio.sleep(1)

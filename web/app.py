@@ -41,12 +41,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         svc = await Services.open(settings)
         hub = Hub(svc.redis, heartbeat_s=HEARTBEAT_S)
-        await hub.start()
         feed = Feed(svc.engine, hub, events.GLOBAL_TYPES)
-        await feed.start()
         app.state.svc, app.state.hub, app.state.feed = svc, hub, feed
-        await svc.catalog.refresh(force=True)
         try:
+            await hub.start()
+            await feed.start()
+            await svc.catalog.refresh(force=True)
             yield
         finally:
             await feed.stop()

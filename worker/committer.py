@@ -105,13 +105,13 @@ class Committer:
         if self._reader is not None:
             self._reader.dispose()
 
-    async def read(self, fn: Callable[[Connection], Any]) -> Any:
+    async def read(self, fn: Callable[[Connection], Any], snapshot: bool = False) -> Any:
         """A small read. On SQLite it runs right here on the loop: a primary-key lookup costs less
-        than the thread hops of aiosqlite, and in WAL mode readers never wait for the writer. Each
-        statement is its own SQLite transaction: the reads here are single rows of a job this run
-        holds, so a snapshot across statements adds nothing but two round trips."""
-        if self._reader is not None:
-            if self._reading is None:  # no BEGIN/COMMIT around each read (orchestrator/db/engine.py)
+        than the thread hops of aiosqlite, and in WAL mode readers never wait for the writer. There
+        each statement is its own SQLite transaction (no BEGIN and COMMIT around a lookup), so `fn`
+        must consume its results; with `snapshot`, its statements read one snapshot instead."""
+        if self._reader is not None and not snapshot:
+            if self._reading is None:  # orchestrator/db/engine.py: no BEGIN with autocommit_read
                 self._reading = self._reader.connect().execution_options(autocommit_read=True)
             try:
                 return fn(self._reading)

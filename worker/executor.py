@@ -37,6 +37,7 @@ from worker.people import PeopleMixin
 from worker.records import RecordsMixin, is_loop, summary_of_records
 from worker.rows import (
     INSERT_ARTIFACT,
+    READ_AGAIN,
     UPDATE_CHECKPOINT,
     UPDATE_STEP,
     claim_op,
@@ -193,7 +194,9 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
         the move is a compare-and-set, and if it loses (the job was cancelled meanwhile) the fence
         drops every later write of this run and the run stops."""
         job_id, attempt = self.job_id, self.attempt
-        row, resume_from, restored = await self.deps.committer.read(lambda conn: read_job(conn, job_id))
+        row, resume_from, restored = await self.deps.committer.read(lambda conn: read_job(conn, job_id, whole=False))
+        if resume_from == READ_AGAIN:  # the row and its steps from one snapshot
+            row, resume_from, restored = await self.deps.committer.read(lambda conn: read_job(conn, job_id), True)
         if row is None or row["attempt"] != attempt:
             return None
         job, status = dict(row), JobStatus(row["status"])

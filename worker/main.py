@@ -128,7 +128,13 @@ class OrchestratorWorker(Worker):
                 batch.append(waiting.pop(0))
             keys = [self.queue_name, *(in_progress_key_prefix + job_id for job_id in batch)]
             timeout_ms = int(self.in_progress_timeout_s * 1000)
-            scores = await self._claim(keys=keys, args=[timestamp_ms(), timeout_ms, *batch])
+            try:
+                scores = await self._claim(keys=keys, args=[timestamp_ms(), timeout_ms, *batch])
+            except BaseException:  # Redis away: give the batch's slots back, or the worker would stay full
+                self.job_counter -= len(batch)
+                for _ in batch:
+                    self.sem.release()
+                raise
             for job_id, score in zip(batch, scores, strict=True):
                 if not score:  # running elsewhere, finished, or deferred: arq skips these too
                     self.job_counter -= 1

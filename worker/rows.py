@@ -54,14 +54,21 @@ SELECT_STEPS = (
 )
 
 
-def read_job(conn: Connection, job_id: str) -> tuple[Any, int, dict[str, Any]]:
-    """The job row, the position to start at, and the values its finished steps captured."""
+#: read_job's position when `whole` was False and the job has steps to resume from.
+READ_AGAIN = -1
+
+
+def read_job(conn: Connection, job_id: str, whole: bool = True) -> tuple[Any, int, dict[str, Any]]:
+    """The job row, the position to start at, and the values its finished steps captured. Unless
+    `whole`, only the row: a job that resumes gets position READ_AGAIN (read it whole, in one snapshot)."""
     row = conn.execute(SELECT_JOB, {"b_id": job_id}).mappings().first()
     if row is None:
         return None, 0, {}
     fresh = row["status"] == JobStatus.QUEUED.value and row["attempt"] == 1 and not row["approval"]
     if fresh and not (row["data"] or {}).get("from_step"):
         return row, 0, {}  # a first attempt that has not started: nothing to resume
+    if not whole:
+        return row, READ_AGAIN, {}
     steps = conn.execute(SELECT_STEPS, {"b_id": job_id}).all()
     done = (StepStatus.SUCCESS.value, StepStatus.SKIPPED.value)
     approval = row["approval"] or {}

@@ -15,15 +15,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+import redis.asyncio as aioredis
+from arq.connections import create_pool
 from arq.constants import in_progress_key_prefix
+from redis.exceptions import RedisError
 
-from orchestrator import events, jobs
+from orchestrator import events, jobs, queue
 from orchestrator.db.engine import reading
 from orchestrator.dev import redis_command
 from orchestrator.services import Services
 from orchestrator.states import Action
 from tests.integration.conftest import Env, orch_process, step
 from tests.support import free_port, stop_process, wait_for_port
+from worker.main import build_worker
 
 RUNBOOK = """
 name: survivor
@@ -127,6 +132,48 @@ async def test_a_redis_restart_loses_no_job(env: Env) -> None:
     assert first["status"] == "completed", first["error"]
     assert second["status"] == "completed", second["error"]
     assert second["outputs"] == {"name": "Initech"}
+
+
+async def test_a_claim_that_fails_while_redis_is_down_gives_its_slots_back(env: Env) -> None:
+    """The worker claims jobs for all its free slots at once (worker/main.py); when Redis fails
+    that call, the slots come back, or the worker would look alive and never run a job again."""
+    port = free_port()
+    redis = start_redis(port)
+    settings = replace(env.settings, redis_url=f"redis://127.0.0.1:{port}/0")
+    worker = build_worker(settings, svc=env.svc, concurrency=3)
+    worker._pool = await create_pool(queue.redis_settings(settings.redis))
+    try:
+        stop_process(redis)
+        with pytest.raises((RedisError, OSError)):
+            await worker.start_jobs([b"a", b"b", b"c"])
+        assert worker.job_counter == 0
+        async with asyncio.timeout(1):  # all three slots are free again
+            for _ in range(3):
+                await worker.sem.acquire()
+    finally:
+        await worker.pool.aclose()
+
+
+async def test_streams_of_a_job_read_again_after_the_hub_lost_redis(env: Env) -> None:
+    """An announcement lost while Redis was away must not leave a job's stream silent: after
+    reconnecting, the hub wakes every stream, and each reads what it missed."""
+    port = free_port()
+    redis = start_redis(port)
+    client = aioredis.from_url(f"redis://127.0.0.1:{port}/0")
+    hub = events.Hub(client)
+    await hub.start()
+    try:
+        with hub.subscribe("some-job") as job_news, hub.subscribe(None) as all_news:
+            job_news.take_news(), all_news.take_news()
+            stop_process(redis)
+            redis = start_redis(port)
+            async with asyncio.timeout(10):
+                assert await job_news.wait() and job_news.take_news()
+                assert await all_news.wait() and all_news.take_news()
+    finally:
+        await hub.stop()
+        await client.aclose()
+        stop_process(redis)
 
 
 async def test_twenty_killed_workers_lose_no_job_and_repeat_no_finished_step(env: Env) -> None:
