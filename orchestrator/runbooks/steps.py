@@ -58,9 +58,13 @@ class StepBase(BaseModel):
         return self.name or self.id
 
     def is_static(self) -> bool:
-        if self._static is None:
-            self._static = not _has_template(self.model_dump(by_alias=True, exclude={"when", *self.lazy}))
-        return self._static
+        # Asked for every step of every job: read the private value from its dict, as `self._static`
+        # goes through pydantic's __getattr__ (microseconds each time).
+        private = self.__pydantic_private__ or {}
+        static = private.get("_static")
+        if static is None:
+            static = self._static = not _has_template(self.model_dump(by_alias=True, exclude={"when", *self.lazy}))
+        return bool(static)
 
 
 class Goto(StepBase):
