@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -81,7 +82,9 @@ class DriverRead:
         return dict(zip(self._names, values, strict=True))
 
 
-_driver_read: list[DriverRead] = []  # built on first use, for the pysqlite dialect
+@functools.lru_cache(maxsize=8)
+def _job_reader(dialect: Dialect) -> DriverRead:
+    return DriverRead(SELECT_JOB, dialect)
 
 
 def select_job(conn: Connection, job_id: str) -> Any:
@@ -89,9 +92,7 @@ def select_job(conn: Connection, job_id: str) -> Any:
     through SQLAlchemy elsewhere."""
     if conn.dialect.driver != "pysqlite":
         return conn.execute(SELECT_JOB, {"b_id": job_id}).mappings().first()
-    if not _driver_read:
-        _driver_read.append(DriverRead(SELECT_JOB, conn.dialect))
-    return _driver_read[0].first(conn, b_id=job_id)
+    return _job_reader(conn.dialect).first(conn, b_id=job_id)
 
 
 SELECT_STEPS = (
