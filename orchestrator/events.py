@@ -17,6 +17,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from orchestrator.db import driver
 from orchestrator.db import tables as t
 from orchestrator.db.tables import utcnow
 
@@ -62,9 +63,12 @@ def append_sync(conn: Connection, pending: Sequence[Pending]) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
     now = utcnow()
-    conn.execute(
-        insert(t.events), [{"job_id": p.job_id, "type": p.type, "data": p.data, "created_at": now} for p in pending]
+    driver.executemany(
+        conn, INSERT_EVENT, [{"job_id": p.job_id, "type": p.type, "data": p.data, "created_at": now} for p in pending]
     )
+
+
+INSERT_EVENT = insert(t.events)
 
 
 async def publish(redis: Redis, job_ids: Iterable[str]) -> None:

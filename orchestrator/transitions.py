@@ -9,6 +9,7 @@ from sqlalchemy import Update, bindparam, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from orchestrator.db import driver
 from orchestrator.db import tables as t
 from orchestrator.db.tables import utcnow
 from orchestrator.errors import InvalidTransition, JobNotFound
@@ -68,7 +69,7 @@ def _update(keys: tuple[str, ...], fenced: bool) -> Update:
 
 
 def _run(conn: Connection, keys: tuple[str, ...], fenced: bool, params: dict[str, Any], current: JobStatus) -> bool:
-    return conn.execute(_update(keys, fenced), {**params, "b_from": current.value}).rowcount == 1
+    return driver.execute(conn, _update(keys, fenced), {**params, "b_from": current.value}) == 1
 
 
 def _announce(events: list[Pending] | None, job_id: str, current: JobStatus, to: JobStatus, now: Any) -> None:

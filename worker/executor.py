@@ -40,8 +40,8 @@ from worker.rows import (
     READ_AGAIN,
     UPDATE_CHECKPOINT,
     UPDATE_STEP,
-    claim_op,
-    finish_op,
+    Claim,
+    Finish,
     first_line,
     jsonable,
     read_job,
@@ -206,7 +206,7 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
         if not await self._slot_of_runbook(runbook, job, status):
             return None
         if status in (JobStatus.SCHEDULED, JobStatus.QUEUED):
-            claim = self._write(claim_op(job_id, attempt, self.deps.robot, job["started_at"]))
+            claim = self._write(Claim(job_id, attempt, self.deps.robot, job["started_at"]))
             claim.add_done_callback(self._lost_claim)
         elif status is not JobStatus.RUNNING:
             return None  # waiting on a person: nothing to run
@@ -627,7 +627,7 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
         }
         job_id, attempt = self.job_id, self.attempt
 
-        finished = self._write(finish_op(job_id, attempt, status, values, report))
+        finished = self._write(Finish(job_id, attempt, status, values, report))
         if runbook.triggers and not self.cancelled:
             await self._fire_triggers(runbook, scope, status, outputs, finished)
 

@@ -10,18 +10,16 @@ from typing import TYPE_CHECKING, Any
 
 from playwright.async_api import Error as PlaywrightError
 from sqlalchemy import select
-from sqlalchemy.engine import Connection
 
 from orchestrator.db import tables as t
 from orchestrator.db.tables import utcnow
-from orchestrator.errors import InvalidTransition, StepError
+from orchestrator.errors import StepError
 from orchestrator.events import Pending
 from orchestrator.states import JobStatus, StepStatus
-from orchestrator.transitions import move_sync
 from orchestrator.views import artifact_url, iso
 from worker.committer import Statement
 from worker.context import StepContext
-from worker.rows import INSERT_ARTIFACT, jsonable
+from worker.rows import INSERT_ARTIFACT, RequestApproval, TimeOutApproval, jsonable
 
 if TYPE_CHECKING:
     from worker.deps import Deps
@@ -152,24 +150,13 @@ class PeopleMixin:
         if self._notice is not None:
             self._notice.cancel()  # the step is announced as waiting instead
         row = {**self._row, "status": StepStatus.WAITING.value}
-
-        def request(conn: Connection, events: list[Pending]) -> None:
-            move_sync(
-                conn,
-                job_id,
-                JobStatus.WAITING_FOR_APPROVAL,
-                expected={JobStatus.RUNNING},
-                attempt=attempt,
-                values={"approval": approval},
-                events=events,
-            )
-            events.append(Pending(job_id, "approval", {"job_id": job_id, **approval}))
-
         statements: list[Statement] = [self._update_step(row)]
         if shot is not None:
             statements.append((INSERT_ARTIFACT, shot))
         await self._write(
-            request, statements=statements, events=[self._step_event(row, approval.get("screenshot_url"))]
+            RequestApproval(job_id, attempt, approval),
+            statements=statements,
+            events=[self._step_event(row, approval.get("screenshot_url"))],
         )
 
     async def _time_out_approval(self, seconds: float, on_timeout: str) -> JobStatus:
@@ -178,24 +165,7 @@ class PeopleMixin:
         verb = "approved" if on_timeout == "approve" else "rejected"
         message = f"No decision within {seconds:g} s: {verb} automatically."
         decision = {"decision": verb, "by": "timeout", "comment": message, "decided_at": iso(utcnow())}
-
-        def decide(conn: Connection, events: list[Pending]) -> None:
-            current = conn.execute(select(t.jobs.c.approval).where(t.jobs.c.id == job_id)).scalar() or {}
-            values: dict[str, Any] = {"approval": {**current, **decision}}
-            if target is JobStatus.FAILED:
-                values.update(error_message=message, error_step_id=current.get("step_id"), summary=message)
-            with contextlib.suppress(InvalidTransition):  # a person decided in the same instant: theirs stands
-                move_sync(
-                    conn,
-                    job_id,
-                    target,
-                    expected={JobStatus.WAITING_FOR_APPROVAL},
-                    attempt=attempt,
-                    values=values,
-                    events=events,
-                )
-
-        await self._write(decide)
+        await self._write(TimeOutApproval(job_id, attempt, target, decision))
         return await self._status()
 
     def cancel(self) -> None:

@@ -16,6 +16,7 @@ from orchestrator.events import Pending
 from orchestrator.runbooks.steps import ForEach, StepBase
 from orchestrator.states import StepStatus
 from orchestrator.views import artifact_url, iso
+from worker.committer import prepared
 from worker.context import StepContext
 from worker.rows import INSERT_ARTIFACT, jsonable
 
@@ -23,8 +24,11 @@ if TYPE_CHECKING:
     from orchestrator.runbooks.schema import Runbook
     from worker.executor import Executor
 
-INSERT_RECORD = insert(t.records)
-UPDATE_COUNTS = update(t.jobs).where(t.jobs.c.id == bindparam("b_job")).values(record_counts=bindparam("record_counts"))
+INSERT_RECORD = prepared(f"{__name__}.INSERT_RECORD", insert(t.records))
+UPDATE_COUNTS = prepared(
+    f"{__name__}.UPDATE_COUNTS",
+    update(t.jobs).where(t.jobs.c.id == bindparam("b_job")).values(record_counts=bindparam("record_counts")),
+)
 
 
 class RecordsMixin:

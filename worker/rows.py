@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, bindparam, insert, select, update
@@ -17,6 +19,7 @@ from orchestrator.events import Pending
 from orchestrator.runbooks.schema import Runbook
 from orchestrator.states import JobStatus, StepStatus
 from orchestrator.transitions import SELECT_STATUS, move_sync
+from worker.committer import prepared
 
 STEP_FIELDS = (
     "status",
@@ -31,7 +34,8 @@ STEP_FIELDS = (
 )
 
 # Statements built once: the committer runs each of them as one executemany per batch.
-UPDATE_STEP = (
+UPDATE_STEP = prepared(
+    f"{__name__}.UPDATE_STEP",
     update(t.steps)
     .where(
         t.steps.c.job_id == bindparam("b_job"),
@@ -41,10 +45,13 @@ UPDATE_STEP = (
             select(t.jobs.c.id).where(t.jobs.c.id == bindparam("b_job"), t.jobs.c.attempt == bindparam("attempt"))
         ),
     )
-    .values({name: bindparam(name) for name in STEP_FIELDS})
+    .values({name: bindparam(name) for name in STEP_FIELDS}),
 )
-INSERT_ARTIFACT = insert(t.artifacts)
-UPDATE_CHECKPOINT = update(t.jobs).where(t.jobs.c.id == bindparam("b_job")).values(checkpoint=bindparam("checkpoint"))
+INSERT_ARTIFACT = prepared(f"{__name__}.INSERT_ARTIFACT", insert(t.artifacts))
+UPDATE_CHECKPOINT = prepared(
+    f"{__name__}.UPDATE_CHECKPOINT",
+    update(t.jobs).where(t.jobs.c.id == bindparam("b_job")).values(checkpoint=bindparam("checkpoint")),
+)
 
 
 SELECT_JOB = select(t.jobs).where(t.jobs.c.id == bindparam("b_id"))
@@ -126,36 +133,60 @@ def read_job(conn: Connection, job_id: str, whole: bool = True) -> tuple[Any, in
     return row, position, captured
 
 
-def claim_op(job_id: str, attempt: int, robot: str, started_at: Any) -> Any:
-    def claim(conn: Connection, events: list[Pending]) -> None:
-        values = {"started_at": started_at or utcnow(), "robot": robot}
+@dataclass(frozen=True)
+class Claim:
+    """The run's claim: queued (or scheduled, whose time has come) to running, for this attempt.
+    A write op (worker/committer.py): a plain object, so the SQLite writer process can receive it."""
 
-        def to_running() -> None:
-            expected = {JobStatus.QUEUED}
-            move_sync(conn, job_id, JobStatus.RUNNING, expected=expected, attempt=attempt, values=values, events=events)
+    job_id: str
+    attempt: int
+    robot: str
+    started_at: Any
 
+    def __call__(self, conn: Connection, events: list[Pending]) -> None:
         try:
-            to_running()
+            self._to_running(conn, events)
         except InvalidTransition:  # a job for later whose time has come goes through queued
-            if JobStatus(conn.execute(SELECT_STATUS, {"b_id": job_id}).scalar_one()) is not JobStatus.SCHEDULED:
+            if JobStatus(conn.execute(SELECT_STATUS, {"b_id": self.job_id}).scalar_one()) is not JobStatus.SCHEDULED:
                 raise
-            move_sync(conn, job_id, JobStatus.QUEUED, events=events)
-            to_running()
+            move_sync(conn, self.job_id, JobStatus.QUEUED, events=events)
+            self._to_running(conn, events)
 
-    return claim
+    def _to_running(self, conn: Connection, events: list[Pending]) -> None:
+        values = {"started_at": self.started_at or utcnow(), "robot": self.robot}
+        expected = {JobStatus.QUEUED}
+        move_sync(
+            conn, self.job_id, JobStatus.RUNNING, expected=expected, attempt=self.attempt, values=values, events=events
+        )
 
 
-def finish_op(job_id: str, attempt: int, status: JobStatus, values: dict[str, Any], report: dict[str, Any]) -> Any:
+@dataclass(frozen=True)
+class Finish:
     """End the run: completed or failed, unless a person ended the job first."""
 
-    def finish(conn: Connection, events: list[Pending]) -> None:
+    job_id: str
+    attempt: int
+    status: JobStatus
+    values: dict[str, Any]
+    report: dict[str, Any]
+
+    def __call__(self, conn: Connection, events: list[Pending]) -> None:
+        job_id, values, report = self.job_id, self.values, dict(self.report)
         try:
-            move_sync(conn, job_id, status, expected={JobStatus.RUNNING}, attempt=attempt, values=values, events=events)
+            move_sync(
+                conn,
+                job_id,
+                self.status,
+                expected={JobStatus.RUNNING},
+                attempt=self.attempt,
+                values=values,
+                events=events,
+            )
         except InvalidTransition:
             # A person ended the job first (cancel, reject): their status and error stand;
             # the run's metrics and outputs are still recorded. A newer attempt writes its own.
             row = conn.execute(select(t.jobs.c.status, t.jobs.c.attempt).where(t.jobs.c.id == job_id)).first()
-            if row is None or row.attempt != attempt:
+            if row is None or row.attempt != self.attempt:
                 return
             cancel_leftovers(conn, job_id)
             keep = ("metrics", "outputs", "duration_s", "finished_at")
@@ -165,7 +196,53 @@ def finish_op(job_id: str, attempt: int, status: JobStatus, values: dict[str, An
             report["summary"] = decided or report["summary"]
         events.append(Pending(job_id, "report", report))
 
-    return finish
+
+@dataclass(frozen=True)
+class RequestApproval:
+    """The run stops at an approval step: running to waiting_for_approval, and the request's event."""
+
+    job_id: str
+    attempt: int
+    approval: dict[str, Any]
+
+    def __call__(self, conn: Connection, events: list[Pending]) -> None:
+        move_sync(
+            conn,
+            self.job_id,
+            JobStatus.WAITING_FOR_APPROVAL,
+            expected={JobStatus.RUNNING},
+            attempt=self.attempt,
+            values={"approval": self.approval},
+            events=events,
+        )
+        events.append(Pending(self.job_id, "approval", {"job_id": self.job_id, **self.approval}))
+
+
+@dataclass(frozen=True)
+class TimeOutApproval:
+    """Nobody decided in time: the step's `on_timeout` decides (`target` running or failed)."""
+
+    job_id: str
+    attempt: int
+    target: JobStatus
+    decision: dict[str, Any]
+
+    def __call__(self, conn: Connection, events: list[Pending]) -> None:
+        current = conn.execute(select(t.jobs.c.approval).where(t.jobs.c.id == self.job_id)).scalar() or {}
+        values: dict[str, Any] = {"approval": {**current, **self.decision}}
+        if self.target is JobStatus.FAILED:
+            message = self.decision["comment"]
+            values.update(error_message=message, error_step_id=current.get("step_id"), summary=message)
+        with contextlib.suppress(InvalidTransition):  # a person decided in the same instant: theirs stands
+            move_sync(
+                conn,
+                self.job_id,
+                self.target,
+                expected={JobStatus.WAITING_FOR_APPROVAL},
+                attempt=self.attempt,
+                values=values,
+                events=events,
+            )
 
 
 def cancel_leftovers(conn: Connection, job_id: str) -> None:
