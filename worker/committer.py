@@ -18,9 +18,15 @@ import importlib
 import itertools
 import logging
 import multiprocessing
+import pickle
 import signal
-from collections.abc import Callable
+import socket
+import struct
+import sys
+import types
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection as Pipe
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -46,6 +52,8 @@ E = TypeVar("E", bound=Executable)
 _PREPARED: dict[str, Executable] = {}
 _KEYS: dict[int, str] = {}
 _fence_keys = itertools.count(1)
+#: Writes waiting for the committer beyond which finishing runs wait for theirs (Committer.behind).
+BEHIND = 1000
 
 
 def prepared(key: str, statement: E) -> E:
@@ -81,6 +89,7 @@ class Write:
     done: asyncio.Future[Any] | None = None
     fence: Fence | None = None
     statements: list[Statement] = field(default_factory=list)
+    taken: bool = False  # the committer has taken it: nothing more may join it
 
     def apply(self, conn: Connection) -> tuple[Any, list[Pending]]:
         """Run the functions; return the last one's result and the write's events (its own and theirs)."""
@@ -103,7 +112,8 @@ class Write:
         """The write as plain data for the writer process."""
         fence = self.fence and (self.fence.key, self.fence.attempt, self.fence.broken)
         statements = [(_KEYS[id(statement)], params) for statement, params in self.statements]
-        return self.job_id, self.ops, self.events, statements, fence
+        events = [(event.job_id, event.type, event.data) for event in self.events]
+        return self.job_id, self.ops, events, statements, fence
 
 
 class Committer:
@@ -133,7 +143,7 @@ class Committer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._writer is not None:
-            self._writer.close()
+            await self._writer.close()
         if self._reading is not None:
             self._reading.close()
         if self._reader is not None:
@@ -154,6 +164,11 @@ class Committer:
         async with reading(self._engine) as conn:
             return await conn.run_sync(fn)
 
+    @property
+    def behind(self) -> bool:
+        """Whether the writes waiting to be committed are more than a few batches' worth."""
+        return self._queue.qsize() > BEHIND
+
     def submit(self, write: Write) -> asyncio.Future[Any]:
         write.done = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(write)
@@ -164,6 +179,8 @@ class Committer:
             batch = [await self._queue.get()]
             while not self._queue.empty() and len(batch) < self._max_batch:
                 batch.append(self._queue.get_nowait())
+            for write in batch:
+                write.taken = True
             try:
                 await self._commit(batch)
             finally:
@@ -206,7 +223,7 @@ class Committer:
             error, results, broken = await self._writer.call([write.wire() for write in batch])
         except WriterGone:  # killed: start another; the writes are retried one by one
             log.error("the database writer process died; starting another")
-            self._writer.close()
+            await self._writer.close()
             self._writer = _Writer(self._url)
             raise
         for write in batch:
@@ -271,46 +288,64 @@ class WriterGone(Exception):
 
 
 class _Writer:
-    """A process holding the SQLite write connection, and the pipe to it. The event loop sends a
-    batch and reads the answer when the pipe is readable: no threads between them, so no waiting
-    for the GIL on every hand-over (concurrent.futures' ProcessPoolExecutor passes each call
-    through two threads of this process, which cost more than the writes)."""
+    """A process holding the SQLite write connection, and a socket to it. The event loop writes a
+    batch without blocking and reads the answer as a stream: no threads between them, so no
+    waiting for the GIL on each hand-over (concurrent.futures' ProcessPoolExecutor passes every
+    call through two threads of this process, which cost more than the writes did). The frames are
+    those of multiprocessing's Connection, which the writer reads with."""
 
     def __init__(self, url: str) -> None:
         context = multiprocessing.get_context("forkserver")  # forked from a server with the modules loaded
-        context.set_forkserver_preload(["__main__", __name__, "worker.rows", "worker.records"])
-        self._conn, child = context.Pipe()
+        context.set_forkserver_preload([__name__, "worker.rows", "worker.records"])
+        self._socket, theirs = socket.socketpair()
+        child = Pipe(theirs.detach())
         self._process = context.Process(target=_serve, args=(child, url), name="orchestrator-writer", daemon=True)
-        self._process.start()
+        with _without_main():
+            self._process.start()
         child.close()
+        self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def call(self, wires: list[tuple[Any, ...]]) -> tuple[Exception | None, list[Any] | None, list[int]]:
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[Any] = loop.create_future()
-        fd = self._conn.fileno()
-        loop.add_reader(fd, self._answer, answer)
+        if self._stream is None:
+            self._stream = await asyncio.open_unix_connection(sock=self._socket)
+        reader, writer = self._stream
+        data = pickle.dumps(wires, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            try:
-                self._conn.send(wires)  # the writer is waiting for it: the write does not block for long
-            except (BrokenPipeError, ConnectionResetError) as exc:
-                raise WriterGone(str(exc)) from exc
-            return await answer
-        finally:
-            loop.remove_reader(fd)
+            writer.write(struct.pack("!i", len(data)) + data if len(data) < 2**31 - 1 else _long_frame(data))
+            await writer.drain()
+            (size,) = struct.unpack("!i", await reader.readexactly(4))
+            if size == -1:
+                (size,) = struct.unpack("!Q", await reader.readexactly(8))
+            answer: tuple[Exception | None, list[Any] | None, list[int]] = pickle.loads(await reader.readexactly(size))
+            return answer
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            raise WriterGone(f"the writer process ended ({exc})") from exc
 
-    def _answer(self, answer: asyncio.Future[Any]) -> None:
-        if answer.done():
-            return
-        try:
-            answer.set_result(self._conn.recv())
-        except (EOFError, OSError) as exc:
-            answer.set_exception(WriterGone(f"the writer process ended ({exc or 'end of pipe'})"))
-
-    def close(self) -> None:
-        self._conn.close()  # the writer sees the end of the pipe and exits
-        self._process.join(5)
+    async def close(self) -> None:
+        if self._stream is not None:
+            self._stream[1].close()  # the writer sees the end of its pipe and exits
+        else:
+            self._socket.close()
+        await asyncio.to_thread(self._process.join, 5)
         if self._process.is_alive():
             self._process.kill()
+
+
+@contextlib.contextmanager
+def _without_main() -> Iterator[None]:
+    """multiprocessing runs the parent's main script again in each child it starts (as __mp_main__,
+    unless run with -m from a package's __main__); for the `orchestrator` console script that
+    imports the whole application (1.7 s of CPU). The writer needs none of it: hide it meanwhile."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
+def _long_frame(data: bytes) -> bytes:
+    return struct.pack("!i", -1) + struct.pack("!Q", len(data)) + data
 
 
 def _serve(conn: Any, url: str) -> None:
@@ -343,7 +378,8 @@ def _apply_wires(engine: Engine, wires: list[tuple[Any, ...]]) -> tuple[Exceptio
         if wired is not None:
             key, attempt, broken = wired
             fence = fences.setdefault(key, Fence(attempt, broken, key))
-        batch.append(Write(job_id, ops, events, fence=fence, statements=[(_statement(k), p) for k, p in statements]))
+        pending = [Pending(*event) for event in events]
+        batch.append(Write(job_id, ops, pending, fence=fence, statements=[(_statement(k), p) for k, p in statements]))
     try:
         error, results = None, _apply_all(engine, batch)
     except Exception as exc:  # noqa: BLE001 - handed back: the committer retries write by write

@@ -90,6 +90,7 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
         self._page: Page | None = None
         self._masks: list[Any] = []
         self._pending: list[asyncio.Future[Any]] = []
+        self._last: Write | None = None  # this run's latest write
         self._step_task: asyncio.Task[Any] | None = None
         self._checkpoint: dict[str, Any] | None = None
         self._fence = Fence(attempt)
@@ -111,8 +112,16 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
     def _write(
         self, *ops: Any, statements: list[Statement] | None = None, events: list[Pending] | None = None
     ) -> asyncio.Future[Any]:
+        last = self._last
+        if not ops and last is not None and not last.taken and last.done is not None:
+            # The run's previous write still waits for the committer: this one rides along (fewer
+            # writes to carry to the writer and apply; the order within the job is the same).
+            last.statements.extend(statements or ())
+            last.events.extend(events or ())
+            return last.done
         write = Write(self.job_id, list(ops), events or [], fence=self._fence, statements=statements or [])
         future = self.deps.committer.submit(write)
+        self._last = write
         self._pending.append(future)
         return future
 
@@ -145,7 +154,7 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
             frames = await self._stop_watching()
             await self._close_browser()
             await self._save_video([] if handed_back else frames)  # completed, failed or cancelled: how
-            self._settle()
+            await self._settle()
             lease_timer.cancel()
             if self._lease is not None:
                 await asyncio.shield(self._lease)
@@ -173,12 +182,16 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
         self._fence.broken = True
         self.cancel()
 
-    def _settle(self) -> None:
+    async def _settle(self) -> None:
         """Hand the last writes to the committer without holding the worker slot until they commit;
-        the committer commits them in order and drains before the worker exits."""
+        the committer commits them in order and drains before the worker exits. Unless it is far
+        behind: then the run waits for them, so the worker takes no more jobs than it can record
+        (and the reconciler never sees a finished job still queued in the database for long)."""
         pending, self._pending = self._pending, []
         for future in pending:
             future.add_done_callback(self._report_failure)
+        if pending and self.deps.committer.behind:
+            await asyncio.wait(pending)
 
     def _lost_claim(self, future: asyncio.Future[Any]) -> None:
         if self._fence.broken or (not future.cancelled() and future.exception() is not None):
