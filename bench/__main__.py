@@ -21,7 +21,16 @@ from arq.connections import create_pool
 from sqlalchemy import select
 
 from bench import control, joblist, watching
-from bench.harness import flush_redis, percentile, redis_server, services, static_site, worker_env, workspace
+from bench.harness import (
+    flush_redis,
+    percentile,
+    redis_server,
+    services,
+    static_site,
+    worker_env,
+    worker_ready,
+    workspace,
+)
 from orchestrator import jobs, queue
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
@@ -104,7 +113,7 @@ async def latency(redis_url: str, count: int = 200, rate: float = 20.0) -> tuple
         )
         try:
             async with services(settings) as svc:
-                await asyncio.sleep(3)  # let the worker start
+                await worker_ready(redis_url)
                 ids = []
                 for _ in range(count):
                     began = time.perf_counter()

@@ -97,6 +97,22 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
+async def worker_ready(url: str, seconds: float = 60) -> None:
+    """Wait until a worker polls the queue (arq sets its health-check key on its first poll)."""
+    from arq.constants import default_queue_name, health_check_key_suffix
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    try:
+        deadline = time.monotonic() + seconds
+        while not await client.exists(default_queue_name + health_check_key_suffix):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no worker polled within {seconds:g} s")
+            await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()
+
+
 async def flush_redis(url: str) -> None:
     from redis.asyncio import Redis
 
