@@ -64,6 +64,13 @@ def prepared(key: str, statement: E) -> E:
     return statement
 
 
+def _key(statement: Executable) -> str:
+    key = _KEYS.get(id(statement))
+    if key is None:
+        raise LookupError(f"A write used a statement not made with prepared(): {statement}")
+    return key
+
+
 def _statement(key: str) -> Executable:
     if key not in _PREPARED:
         importlib.import_module(key.rpartition(".")[0])
@@ -111,7 +118,7 @@ class Write:
     def wire(self) -> tuple[Any, ...]:
         """The write as plain data for the writer process."""
         fence = self.fence and (self.fence.key, self.fence.attempt, self.fence.broken)
-        statements = [(_KEYS[id(statement)], params) for statement, params in self.statements]
+        statements = [(_key(statement), params) for statement, params in self.statements]
         events = [(event.job_id, event.type, event.data) for event in self.events]
         return self.job_id, self.ops, events, statements, fence
 

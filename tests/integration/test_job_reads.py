@@ -1,4 +1,4 @@
-"""The worker's claim reads its job row straight from the SQLite driver (worker/rows.py DriverRead):
+"""The worker's claim reads its job row straight from the SQLite driver (orchestrator/db/driver.py DriverRead):
 every column must come back exactly as SQLAlchemy gives it, whatever the row holds."""
 
 from __future__ import annotations
