@@ -13,8 +13,9 @@ from typing import Any
 from arq import Worker
 from arq.connections import create_pool
 from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, retry_key_prefix
-from arq.utils import timestamp_ms
-from arq.worker import func
+from arq.jobs import SerializationError, deserialize_job_raw
+from arq.utils import ms_to_datetime, timestamp_ms
+from arq.worker import Function, func
 from redis.exceptions import RedisError
 
 from orchestrator import queue
@@ -42,24 +43,39 @@ async def run_job(ctx: dict[str, Any], job_id: str, attempt: int) -> None:
 
 
 #: arq's claim of a queued job (start_jobs: WATCH the in-progress key, EXISTS, ZSCORE, then MULTI
-#: PSETEX EXEC) as one script for several jobs: KEYS are the queue and each job's in-progress key,
-#: ARGV the time, the in-progress TTL and the job ids. Returns each job's score, or "" when it is
-#: running elsewhere, gone, or deferred to later (the cases arq skips).
+#: PSETEX EXEC) and the first round trip of its run (run_job: GET the job, INCR and EXPIRE its try
+#: count) as one script for several jobs. KEYS: the queue, then each job's in-progress, job and
+#: retry keys; ARGV: the time, the in-progress TTL, the retry keys' TTL and the job ids. Returns
+#: for each job its score ("" when it is running elsewhere, gone, or deferred to later: the cases
+#: arq skips), its payload and its try ("" and 0 when the job's key is gone: arq's run_job reports that).
 CLAIM = """
-local now, ttl = tonumber(ARGV[1]), ARGV[2]
-local scores = {}
-for i = 2, #KEYS do
-  local job = ARGV[i + 1]
+local now, ttl, keep = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local out = {}
+for i = 0, (#KEYS - 1) / 3 - 1 do
+  local job, running, key, tries = ARGV[i + 4], KEYS[3 * i + 2], KEYS[3 * i + 3], KEYS[3 * i + 4]
   local score = redis.call('zscore', KEYS[1], job)
-  if redis.call('exists', KEYS[i]) == 1 or not score or tonumber(score) > now then
-    scores[#scores + 1] = ''
+  if redis.call('exists', running) == 1 or not score or tonumber(score) > now then
+    out[#out + 1] = ''
+    out[#out + 1] = ''
+    out[#out + 1] = 0
   else
-    redis.call('psetex', KEYS[i], ttl, '1')
-    scores[#scores + 1] = score
+    redis.call('psetex', running, ttl, '1')
+    local payload = redis.call('get', key)
+    out[#out + 1] = score
+    if payload then
+      out[#out + 1] = payload
+      out[#out + 1] = redis.call('incr', tries)
+      redis.call('expire', tries, keep)
+    else
+      out[#out + 1] = ''
+      out[#out + 1] = 0
+    end
   end
 end
-return scores
+return out
 """
+#: arq's TTL of a job's try count (run_job).
+TRIES_TTL_S = 88400
 
 
 class OrchestratorWorker(Worker):
@@ -70,6 +86,7 @@ class OrchestratorWorker(Worker):
         super().__init__(*args, **kwargs)
         self._wake = asyncio.Event()
         self._claim: Any = None
+        self._fetched: dict[str, tuple[bytes, int]] = {}  # claimed jobs' payloads and tries, for run_job
         self._ending: list[str] = []  # finished jobs whose keys go in the next round trip
         self._ended: asyncio.Future[None] | None = None
 
@@ -113,7 +130,8 @@ class OrchestratorWorker(Worker):
         arq starts jobs one at a time, each after WATCH, EXISTS, ZSCORE and EXEC round trips; on a
         loop busy with the jobs themselves that kept a worker of ten slots at two jobs running on
         average (measured in bench/). Here every free slot is filled from one CLAIM call, which
-        makes the same checks atomically, in queue order."""
+        makes the same checks atomically, in queue order, and also hands over what run_job would
+        fetch next (the payload and the try)."""
         if self._claim is None:
             self._claim = self.pool.register_script(CLAIM)
         waiting = [job_id.decode() for job_id in job_ids]
@@ -128,23 +146,71 @@ class OrchestratorWorker(Worker):
                 await self.sem.acquire()  # a free slot: returns at once
                 self.job_counter += 1
                 batch.append(waiting.pop(0))
-            keys = [self.queue_name, *(in_progress_key_prefix + job_id for job_id in batch)]
+            keys = [self.queue_name]
+            for job_id in batch:
+                keys += (in_progress_key_prefix + job_id, job_key_prefix + job_id, retry_key_prefix + job_id)
             timeout_ms = int(self.in_progress_timeout_s * 1000)
             try:
-                scores = await self._claim(keys=keys, args=[timestamp_ms(), timeout_ms, *batch])
+                claimed = await self._claim(keys=keys, args=[timestamp_ms(), timeout_ms, TRIES_TTL_S, *batch])
             except BaseException:  # Redis away: give the batch's slots back, or the worker would stay full
                 self.job_counter -= len(batch)
                 for _ in batch:
                     self.sem.release()
                 raise
-            for job_id, score in zip(batch, scores, strict=True):
+            for job_id, score, payload, job_try in zip(batch, *[claimed[i::3] for i in range(3)], strict=True):
                 if not score:  # running elsewhere, finished, or deferred: arq skips these too
                     self.job_counter -= 1
                     self.sem.release()
                     continue
+                if payload:
+                    self._fetched[job_id] = (payload, job_try)
                 task = self.loop.create_task(self.run_job(job_id, int(float(score))))
                 task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
                 self.tasks[job_id] = task
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        """arq's run_job for a job whose payload and try came with its claim: the job's function runs
+        in this task (arq makes one more per job, and a round trip before it). Whatever is not the
+        plain case (a payload arq cannot read, a function it does not know, too many tries) goes to
+        arq's own run_job, which reports it, after the try taken here is given back."""
+        fetched = self._fetched.pop(job_id, None)
+        if fetched is None:
+            await super().run_job(job_id, score)
+            return
+        payload, job_try = fetched
+        try:
+            name, args, kwargs, enqueued_try, enqueue_ms = deserialize_job_raw(payload)
+        except SerializationError:
+            name, enqueued_try = "", 0
+        function = self.functions.get(name)
+        if (
+            not isinstance(function, Function)
+            or job_try > (self.max_tries if function.max_tries is None else function.max_tries)
+            or (enqueued_try or 0) > job_try
+        ):
+            await self.pool.decr(retry_key_prefix + job_id)
+            await super().run_job(job_id, score)
+            return
+        ctx = {
+            **self.ctx,
+            "job_id": job_id,
+            "job_try": job_try,
+            "enqueue_time": ms_to_datetime(enqueue_ms),
+            "score": score,
+        }
+        finish = True
+        try:
+            await function.coroutine(ctx, *args, **kwargs)
+        except asyncio.CancelledError:  # the worker stops: another worker runs the job again (arq's rule)
+            log.info("job %s cancelled, will be run again", job_id)
+            finish = False
+            self.jobs_retried += 1
+        except Exception:  # the job's function records its own failures; this is a bug in it
+            log.exception("job %s failed", job_id)
+            self.jobs_failed += 1
+        else:
+            self.jobs_complete += 1
+        await asyncio.shield(self.finish_job(job_id, finish, None, None, False, None, None))
 
     async def finish_job(
         self,
@@ -285,6 +351,7 @@ def build_worker(
         max_jobs=concurrency or settings.worker_concurrency,
         poll_delay=poll_delay,
         keep_result=0,
+        allow_abort_jobs=False,  # jobs are cancelled on CONTROL_CHANNEL, not by arq's abort: a round trip less a poll
         burst=burst,
         handle_signals=not burst,
         on_startup=startup,
