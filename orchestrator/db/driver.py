@@ -1,7 +1,7 @@
 """Hot statements run straight on the SQLite driver.
 
-Writes: each value converted by SQLAlchemy's own bind processor, each value converted by SQLAlchemy's own bind
-processor: the same rows as `conn.execute(statement, params)` writes, without its per-call work
+Writes: each value converted by SQLAlchemy's own bind processor: the same rows as
+`conn.execute(statement, params)` writes, without its per-call work
 (compile-cache lookup, parameter construction, result set-up), which cost more than SQLite itself
 on the worker's writer (bench/: a job of three steps makes about ten such writes).
 
