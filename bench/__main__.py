@@ -92,6 +92,8 @@ async def ours(redis_url: str, count: int) -> tuple[float, int]:
             commits = commits.commits
             done = await _count(svc, "completed")
             assert done == count, f"only {done} of {count} jobs completed"
+            steps = await _succeeded_steps(svc)
+            assert steps == 3 * count, f"{steps} of {3 * count} steps succeeded"
     return count / elapsed, commits
 
 
@@ -100,6 +102,13 @@ async def _count(svc: Any, status: str) -> int:
 
     async with reading(svc.engine) as conn:
         return (await conn.execute(select(func.count()).where(t.jobs.c.status == status))).scalar() or 0
+
+
+async def _succeeded_steps(svc: Any) -> int:
+    from sqlalchemy import func
+
+    async with reading(svc.engine) as conn:
+        return (await conn.execute(select(func.count()).where(t.steps.c.status == "success"))).scalar() or 0
 
 
 async def latency(redis_url: str, count: int = 200, rate: float = 20.0) -> tuple[float, float]:
