@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import socket
+from signal import Signals
 from typing import Any
 
 from arq import Worker
@@ -15,7 +16,7 @@ from arq.connections import create_pool
 from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.jobs import SerializationError, deserialize_job_raw
 from arq.utils import ms_to_datetime, timestamp_ms
-from arq.worker import Function, func
+from arq.worker import Function, Retry, RetryJob, func
 from redis.exceptions import RedisError
 
 from orchestrator import queue
@@ -170,9 +171,10 @@ class OrchestratorWorker(Worker):
 
     async def run_job(self, job_id: str, score: int) -> None:
         """arq's run_job for a job whose payload and try came with its claim: the job's function runs
-        in this task (arq makes one more per job, and a round trip before it). Whatever is not the
-        plain case (a payload arq cannot read, a function it does not know, too many tries) goes to
-        arq's own run_job, which reports it, after the try taken here is given back."""
+        in this task (arq makes one more per job, and a round trip before it), under the function's
+        timeout, with arq's rules for retries. Whatever is not the plain case (a payload arq cannot
+        read, a function it does not know, too many tries, a worker with job hooks or its own
+        deserializer) goes to arq's own run_job, which handles it, after the try taken here is given back."""
         fetched = self._fetched.pop(job_id, None)
         if fetched is None:
             await super().run_job(job_id, score)
@@ -187,6 +189,10 @@ class OrchestratorWorker(Worker):
             not isinstance(function, Function)
             or job_try > (self.max_tries if function.max_tries is None else function.max_tries)
             or (enqueued_try or 0) > job_try
+            or self.on_job_start
+            or self.on_job_end
+            or self.after_job_end
+            or self.job_deserializer
         ):
             await self.pool.decr(retry_key_prefix + job_id)
             await super().run_job(job_id, score)
@@ -198,19 +204,37 @@ class OrchestratorWorker(Worker):
             "enqueue_time": ms_to_datetime(enqueue_ms),
             "score": score,
         }
-        finish = True
+        finish, again = True, None
         try:
-            await function.coroutine(ctx, *args, **kwargs)
-        except asyncio.CancelledError:  # the worker stops: another worker runs the job again (arq's rule)
-            log.info("job %s cancelled, will be run again", job_id)
-            finish = False
-            self.jobs_retried += 1
+            async with asyncio.timeout(self.job_timeout_s if function.timeout_s is None else function.timeout_s):
+                await function.coroutine(ctx, *args, **kwargs)
+        except (asyncio.CancelledError, Retry, RetryJob) as exc:
+            if not self.retry_jobs:
+                log.exception("job %s failed", job_id)
+                self.jobs_failed += 1
+            else:  # the worker stops, or the job asked: it runs again (later, for a deferred Retry)
+                log.info("job %s will be run again", job_id)
+                finish = False
+                if isinstance(exc, Retry) and exc.defer_score:
+                    again = exc.defer_score + timestamp_ms() - score
+                self.jobs_retried += 1
         except Exception:  # the job's function records its own failures; this is a bug in it
             log.exception("job %s failed", job_id)
             self.jobs_failed += 1
         else:
             self.jobs_complete += 1
-        await asyncio.shield(self.finish_job(job_id, finish, None, None, False, None, None))
+        await asyncio.shield(self.finish_job(job_id, finish, None, None, False, again, None))
+
+    def handle_sig(self, signum: Signals) -> None:
+        """arq's, except that a job already told to stop is not cancelled again: arq cancels every
+        running task on every signal, and a second Ctrl-C would break off the first one's hand-back
+        of the job, leaving it running in the database until its lease ran out."""
+        tasks = self.tasks
+        self.tasks = {job_id: task for job_id, task in tasks.items() if not task.cancelling()}
+        try:
+            super().handle_sig(signum)
+        finally:
+            self.tasks = tasks
 
     async def finish_job(
         self,

@@ -1,16 +1,21 @@
-"""The worker claims arq's jobs its own way (one script for the claim and the job's payload and try),
-and keeps arq's rules: a job runs at most `max_tries` times, and a job arq cannot run is reported
-and removed from the queue without stopping the others."""
+"""The worker claims arq's jobs its own way (one script for the claim and the job's payload and try)
+and runs them in place, and keeps arq's rules: a job runs at most `max_tries` times, a job arq
+cannot run is reported and removed from the queue without stopping the others, `Retry` runs a job
+again, and a function's timeout stops it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from typing import Any
 
 import pytest
 from arq.constants import default_queue_name, job_key_prefix, retry_key_prefix
+from arq.worker import Retry, func
 
 from orchestrator import jobs, queue
 from tests.integration.conftest import Env
+from worker.main import build_worker
 
 RUNBOOK = """
 name: counted
@@ -47,3 +52,32 @@ async def test_a_queued_function_the_worker_does_not_know_is_reported_and_the_ne
     assert (await jobs.get(env.svc, job["id"]))["status"] == "completed"
     assert await env.svc.redis.zcard(default_queue_name) == 0
     assert not await env.svc.redis.exists(job_key_prefix + "stranger")
+
+
+async def test_arq_retry_runs_a_job_again_and_a_function_past_its_timeout_is_stopped(env: Env) -> None:
+    tries: list[int] = []
+    finished: list[str] = []
+
+    async def flaky(ctx: dict[str, Any]) -> None:
+        tries.append(ctx["job_try"])
+        if len(tries) == 1:
+            raise Retry(defer=0.1)
+
+    async def slow(ctx: dict[str, Any]) -> None:
+        await asyncio.sleep(30)
+        finished.append(ctx["job_id"])
+
+    worker = build_worker(env.settings, burst=True, svc=env.svc, poll_delay=0.05)
+    worker.functions["flaky"] = func(flaky, name="flaky")
+    worker.functions["slow"] = func(slow, name="slow", timeout=0.2)
+    await env.svc.redis.enqueue_job("flaky", _job_id="flaky")
+    await env.svc.redis.enqueue_job("slow", _job_id="slow")
+    try:
+        async with asyncio.timeout(20):  # a guard against a hung run, not a speed check
+            await worker.main()
+    finally:
+        await worker.close()
+    assert tries == [1, 2]  # asked to retry, it ran again as its second try
+    assert finished == []  # stopped at its timeout
+    assert (worker.jobs_complete, worker.jobs_retried, worker.jobs_failed) == (1, 1, 1)
+    assert await env.svc.redis.zcard(default_queue_name) == 0

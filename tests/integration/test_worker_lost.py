@@ -84,11 +84,14 @@ async def test_a_killed_workers_job_resumes_on_another_worker_where_it_stopped(e
     assert all(s["status"] == "success" for s in done["steps"])
 
 
-async def test_sigterm_hands_running_jobs_back_at_once(env: Env) -> None:
+@pytest.mark.parametrize("signals", [[signal.SIGTERM], [signal.SIGINT, signal.SIGINT]], ids=["sigterm", "ctrl-c-twice"])
+async def test_sigterm_hands_running_jobs_back_at_once(env: Env, signals: list[signal.Signals]) -> None:
     job = await env.create(env.write(RUNBOOK))
     with worker_process(env) as first:
         await step_running(env, job["id"], "long")
-        first.send_signal(signal.SIGTERM)
+        for sent in signals:  # a second one arrives while the first hands the job back
+            first.send_signal(sent)
+            await asyncio.sleep(0.01)
         assert await asyncio.to_thread(first.wait, 10) == 0  # within 10 s
         handed = await jobs.get(env.svc, job["id"])
         assert handed["status"] == "queued"
