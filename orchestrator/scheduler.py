@@ -60,7 +60,9 @@ async def fire(svc: Services, row: Any, now: datetime) -> int:
             log.error("schedule %s of %s could not create a job: %s", row.id, row.runbook, exc.message)
             continue
         last_job, created = job["id"], created + new
-    await schedules.advance(svc, row, cron.next_after(row.cron, row.timezone, now), fired, last_job)
+    moved = await schedules.advance(svc, row, cron.next_after(row.cron, row.timezone, now), fired, last_job)
+    if not moved and fired is not None and last_job is not None and last_job != row.last_job_id:
+        await schedules.remember_job(svc, row.id, fired, last_job)
     return created
 
 

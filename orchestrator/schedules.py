@@ -10,7 +10,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator import cron
@@ -307,3 +307,18 @@ async def advance(svc: Services, row: Any, next_fire: datetime, fired: datetime 
             .values(**values)
         )
     return moved.rowcount == 1
+
+
+async def remember_job(svc: Services, schedule_id: str, fired: datetime, job_id: str) -> None:
+    """Record the job of fire time `fired` as the schedule's last one, made by a scheduler that lost
+    the race to move the schedule on (the winner may have skipped that fire time, while the last
+    job still ran), unless the schedule has fired a later time since."""
+    async with writing(svc.engine) as conn:
+        await conn.execute(
+            update(t.schedules)
+            .where(
+                t.schedules.c.id == schedule_id,
+                or_(t.schedules.c.last_fire_at.is_(None), t.schedules.c.last_fire_at <= fired),
+            )
+            .values(last_job_id=job_id, last_fire_at=fired, updated_at=utcnow())
+        )

@@ -10,9 +10,10 @@ from typing import Any
 from playwright.async_api import expect
 from sqlalchemy import select, update
 
-from orchestrator import auth, cron, scheduler, schedules
+from orchestrator import auth, cron, jobs, scheduler, schedules
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
+from orchestrator.states import Action
 from tests.integration.conftest import Env, http_client, live_server, orch_process
 from tests.support import signed_in_page
 
@@ -160,6 +161,28 @@ async def test_overlap_skip_and_cancel_previous_while_the_last_job_is_still_queu
     first, second = await made_jobs(env, cancel["id"])
     assert (first.status, second.status) == ("cancelled", "queued")
     assert first.summary == f"Cancelled by schedule:{cancel['id']}."
+
+
+async def test_a_job_fired_by_the_scheduler_that_lost_the_race_is_still_the_schedules_last_job(env: Env) -> None:
+    """Two schedulers read the same due row. The first skips the fire time (the last job is still
+    queued) and moves the schedule on; the last job ends; the second, late, fires it. The schedule
+    must know that job, or its next fire time would start another one beside it."""
+    schedule = await new_schedule(env)  # overlap: skip
+    await set_next(env, schedule["id"], datetime(2026, 11, 23, 11, 0, tzinfo=UTC))
+    assert await scheduler.tick(env.svc, datetime(2026, 11, 23, 11, 0, 1, tzinfo=UTC)) == 1
+    [first] = await made_jobs(env, schedule["id"])
+    now = datetime(2026, 11, 23, 11, 10, 1, tzinfo=UTC)
+    [row] = await schedules.due(env.svc, now)  # what both schedulers read
+    assert await scheduler.fire(env.svc, row, now) == 0  # the first: 11:00's job is still queued
+    await jobs.act(env.svc, first.id, Action.CANCEL, "test", "finished")
+    assert await scheduler.fire(env.svc, row, now) == 1  # the second
+    _, second = await made_jobs(env, schedule["id"])
+    assert second.status == "queued"
+    assert await scheduler.tick(env.svc, datetime(2026, 11, 23, 11, 20, 1, tzinfo=UTC)) == 0  # 11:10's still queued
+    assert fire_times(await made_jobs(env, schedule["id"])) == [
+        "2026-11-23T11:00:00+00:00",
+        "2026-11-23T11:10:00+00:00",
+    ]
 
 
 async def test_every_two_seconds_for_a_minute_with_two_schedulers_makes_exactly_one_job_per_fire_time(
