@@ -5,7 +5,7 @@ croniter walks local wall-clock times; this module maps each one to an instant:
 - a time the clocks skip (spring forward) fires once, when the clocks jump (the end of the gap),
   so a daily 02:30 job still runs that day, and every skipped minute of a frequent job is one run;
 - a time that occurs twice (fall back) fires once, at its first occurrence, unless the expression
-  runs every hour (hour field `*` or `*/n`): such a job runs by the clock in both hours.
+  runs every hour (hour field `*` or `*/n`, or `@hourly`): such a job runs by the clock in both hours.
 
 A cron of six fields has seconds as the last one (croniter's convention): `* * * * * */5`.
 """
@@ -46,6 +46,8 @@ def check(expression: str, timezone: str = "UTC") -> None:
 
 def _hourly(expression: str) -> bool:
     fields = expression.split()
+    if len(fields) == 1:  # croniter's aliases: of @yearly ... @hourly only @hourly runs every hour
+        return fields[0].lower() == "@hourly"
     return len(fields) >= 2 and fields[1].startswith("*")
 
 

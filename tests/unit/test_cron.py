@@ -36,10 +36,11 @@ def test_daily_job_in_the_repeated_hour_runs_once() -> None:
     assert as_berlin(times) == ["10-24 02:30 CEST", "10-25 02:30 CEST", "10-26 02:30 CET"]
 
 
-def test_hourly_job_runs_every_real_hour_across_both_changes() -> None:
-    spring = fires("0 * * * *", local(2026, 3, 29, 0, 30), local(2026, 3, 29, 5, 30))
+@pytest.mark.parametrize("expression", ["0 * * * *", "@hourly"])
+def test_hourly_job_runs_every_real_hour_across_both_changes(expression: str) -> None:
+    spring = fires(expression, local(2026, 3, 29, 0, 30), local(2026, 3, 29, 5, 30))
     assert as_berlin(spring) == ["03-29 01:00 CET", "03-29 03:00 CEST", "03-29 04:00 CEST", "03-29 05:00 CEST"]
-    autumn = fires("0 * * * *", local(2026, 10, 25, 0, 30), local(2026, 10, 25, 4, 30))
+    autumn = fires(expression, local(2026, 10, 25, 0, 30), local(2026, 10, 25, 4, 30))
     assert [t.isoformat() for t in autumn] == [
         "2026-10-24T23:00:00+00:00",  # 01:00 CEST
         "2026-10-25T00:00:00+00:00",  # 02:00 CEST
