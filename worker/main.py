@@ -173,8 +173,9 @@ class OrchestratorWorker(Worker):
         """arq's run_job for a job whose payload and try came with its claim: the job's function runs
         in this task (arq makes one more per job, and a round trip before it), under the function's
         timeout, with arq's rules for retries. Whatever is not the plain case (a payload arq cannot
-        read, a function it does not know, too many tries, a worker with job hooks or its own
-        deserializer) goes to arq's own run_job, which handles it, after the try taken here is given back."""
+        read, a function it does not know, too many tries, a worker with job hooks, its own
+        deserializer or kept results) goes to arq's own run_job, which handles it, after the try
+        taken here is given back."""
         fetched = self._fetched.pop(job_id, None)
         if fetched is None:
             await super().run_job(job_id, score)
@@ -189,10 +190,7 @@ class OrchestratorWorker(Worker):
             not isinstance(function, Function)
             or job_try > (self.max_tries if function.max_tries is None else function.max_tries)
             or (enqueued_try or 0) > job_try
-            or self.on_job_start
-            or self.on_job_end
-            or self.after_job_end
-            or self.job_deserializer
+            or self._arqs_own(function)
         ):
             await self.pool.decr(retry_key_prefix + job_id)
             await super().run_job(job_id, score)
@@ -224,6 +222,19 @@ class OrchestratorWorker(Worker):
         else:
             self.jobs_complete += 1
         await asyncio.shield(self.finish_job(job_id, finish, None, None, False, again, None))
+
+    def _arqs_own(self, function: Function) -> bool:
+        """Whether this worker uses what only arq's run_job does: job hooks, its own deserializer, kept results."""
+        keep = self.keep_result_s if function.keep_result_s is None else function.keep_result_s
+        return bool(
+            self.on_job_start
+            or self.on_job_end
+            or self.after_job_end
+            or self.job_deserializer
+            or keep
+            or self.keep_result_forever
+            or function.keep_result_forever
+        )
 
     def handle_sig(self, signum: Signals) -> None:
         """arq's, except that a job already told to stop is not cancelled again: arq cancels every
@@ -375,7 +386,8 @@ def build_worker(
         max_jobs=concurrency or settings.worker_concurrency,
         poll_delay=poll_delay,
         keep_result=0,
-        allow_abort_jobs=False,  # jobs are cancelled on CONTROL_CHANNEL, not by arq's abort: a round trip less a poll
+        # Jobs are cancelled on CONTROL_CHANNEL, never by arq's abort: one round trip fewer per poll.
+        allow_abort_jobs=False,
         burst=burst,
         handle_signals=not burst,
         on_startup=startup,
