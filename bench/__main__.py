@@ -6,6 +6,7 @@ Writes bench/results.md (a table) and prints it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import platform
 import statistics
@@ -24,6 +25,7 @@ from bench import control, joblist, watching
 from bench.harness import (
     flush_redis,
     percentile,
+    postgres,
     redis_server,
     services,
     static_site,
@@ -75,12 +77,14 @@ async def bare_arq(redis_url: str, count: int) -> float:
     return count / elapsed
 
 
-async def ours(redis_url: str, count: int) -> tuple[float, int]:
+async def ours(redis_url: str, count: int, on_postgres: bool = False) -> tuple[float, int]:
     from worker.main import build_worker
 
     await flush_redis(redis_url)
-    with workspace({"three": THREE_STEPS}, redis_url) as settings:
-        async with services(settings) as svc:
+    with workspace({"three": THREE_STEPS}, redis_url) as sqlite:
+        async with contextlib.AsyncExitStack() as stack:
+            settings = await stack.enter_async_context(postgres(sqlite)) if on_postgres else sqlite
+            svc = await stack.enter_async_context(services(settings))
             for _ in range(count):
                 await jobs.create(svc, "three", jobs.JobRequest())
             worker = build_worker(settings, burst=True, concurrency=10, svc=svc)
@@ -230,6 +234,17 @@ async def main() -> None:
                 f"{our_rate:.0f} jobs/s ({min(our_rates):.0f} to {max(our_rates):.0f})",
                 f"bare arq no-op: {arq_rate:.0f} jobs/s ({min(arq_rates):.0f} to {max(arq_rates):.0f})",
                 f"{our_rate / arq_rate:.2f} x (target >= 0.5; {commits} commits)",
+            )
+        )
+        await ours(redis_url, JOBS // 10, on_postgres=True)
+        pg_rates = [(await ours(redis_url, JOBS, on_postgres=True))[0] for _ in range(THROUGHPUT_RUNS)]
+        pg_rate = statistics.median(pg_rates)
+        rows.append(
+            (
+                "the same on PostgreSQL (one worker; add workers to scale)",
+                f"{pg_rate:.0f} jobs/s ({min(pg_rates):.0f} to {max(pg_rates):.0f})",
+                f"bare arq no-op: {arq_rate:.0f} jobs/s (above)",
+                f"{pg_rate / arq_rate:.2f} x",
             )
         )
         p50, p99 = await latency(redis_url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -86,6 +87,28 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
         yield svc
     finally:
         await svc.close()
+
+
+#: The PostgreSQL server the PostgreSQL rows use (the tests' default): a database is made for each run.
+POSTGRES = os.environ.get("ORCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@contextlib.asynccontextmanager
+async def postgres(settings: Settings) -> AsyncIterator[Settings]:
+    """`settings` on a new, migrated PostgreSQL database of their own, dropped afterwards."""
+    import asyncpg
+
+    name = f"orch_bench_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(POSTGRES)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        base = POSTGRES.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+        settings = replace(settings, database_url=f"{base}/{name}")
+        await asyncio.to_thread(upgrade, settings.database_url)
+        yield settings
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
 
 
 def worker_env(settings: Settings, concurrency: int) -> dict[str, str]:
