@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from orchestrator.config import Settings
 from orchestrator.db.migrate import upgrade
-from orchestrator.dev import free_port, redis_binary
+from orchestrator.dev import free_port, redis_binary, scratch_postgres
 from orchestrator.services import Services
 
 
@@ -89,26 +88,11 @@ async def services(settings: Settings) -> AsyncIterator[Services]:
         await svc.close()
 
 
-#: The PostgreSQL server the PostgreSQL rows use (the tests' default): a database is made for each run.
-POSTGRES = os.environ.get("ORCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
 @contextlib.asynccontextmanager
 async def postgres(settings: Settings) -> AsyncIterator[Settings]:
     """`settings` on a new, migrated PostgreSQL database of their own, dropped afterwards."""
-    import asyncpg
-
-    name = f"orch_bench_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(POSTGRES)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        base = POSTGRES.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-        settings = replace(settings, database_url=f"{base}/{name}")
-        await asyncio.to_thread(upgrade, settings.database_url)
-        yield settings
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with scratch_postgres() as url:
+        yield replace(settings, database_url=url)
 
 
 def worker_env(settings: Settings, concurrency: int) -> dict[str, str]:

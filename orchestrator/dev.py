@@ -4,6 +4,7 @@ then the Procfile's processes (web, worker, scheduler) as children until Ctrl-C 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import secrets
@@ -13,12 +14,35 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from orchestrator.config import Settings
 from orchestrator.db.migrate import upgrade
 
 PROCESSES = ("web", "worker", "scheduler")
+
+
+#: The PostgreSQL server of the tests and benchmarks: each makes scratch databases on it.
+TEST_POSTGRES = os.environ.get("ORCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@contextlib.asynccontextmanager
+async def scratch_postgres(server: str = TEST_POSTGRES) -> AsyncIterator[str]:
+    """A new, migrated database on the PostgreSQL `server` (a postgresql:// URL), dropped
+    afterwards: yields its URL for ORCH_DATABASE_URL. For tests and benchmarks."""
+    import asyncpg
+
+    name = f"orch_test_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(server)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = f"{server.rsplit('/', 1)[0].replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
+        await asyncio.to_thread(upgrade, url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
 
 
 def free_port() -> int:

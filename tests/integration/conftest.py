@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -18,7 +17,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
@@ -29,6 +27,7 @@ from orchestrator import auth, jobs
 from orchestrator.config import Settings
 from orchestrator.db.engine import create_engine
 from orchestrator.db.migrate import upgrade
+from orchestrator.dev import scratch_postgres
 from orchestrator.jobs import JobRequest
 from orchestrator.services import Services
 from tests.support import CHROMIUM, free_port
@@ -161,8 +160,6 @@ async def http_client(settings: Settings, role: str | None = "admin") -> AsyncIt
 
 
 BASE_URL = "http://orchestrator.test"
-#: The PostgreSQL server tests that need one use (a fresh database each).
-POSTGRES = os.environ.get("ORCH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 async def bearer(settings: Settings, role: str = "admin") -> dict[str, str]:
@@ -225,18 +222,8 @@ async def any_db_env(
         async with open_env(settings) as env:
             yield env
         return
-    name = f"orch_test_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(POSTGRES)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        base = POSTGRES.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-        settings = replace(settings, database_url=f"{base}/{name}")
-        await asyncio.to_thread(upgrade, settings.database_url)
-        async with open_env(settings) as env:
-            yield env
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with scratch_postgres() as url, open_env(replace(settings, database_url=url)) as env:
+        yield env
 
 
 @contextmanager
