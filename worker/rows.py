@@ -103,38 +103,41 @@ def read_job(conn: Connection, job_id: str, whole: bool = True) -> tuple[Any, in
 
 
 @dataclass(frozen=True)
-class Claim:
-    """The run's claim: queued (or scheduled, whose time has come) to running, for this attempt.
-    A write op (worker/committer.py): a plain object, so the SQLite writer process can receive it."""
+class JobOp:
+    """A write op of one run (worker/committer.py): a plain object, so the SQLite writer process
+    can receive it. Its moves are fenced by the run's attempt."""
 
     job_id: str
     attempt: int
+
+    def _move(
+        self, conn: Connection, events: list[Pending], to: JobStatus, came_from: JobStatus, values: dict[str, Any]
+    ) -> None:
+        move_sync(conn, self.job_id, to, expected={came_from}, attempt=self.attempt, values=values, events=events)
+
+
+@dataclass(frozen=True)
+class Claim(JobOp):
+    """The run's claim: queued (or scheduled, whose time has come) to running, for this attempt."""
+
     robot: str
     started_at: Any
 
     def __call__(self, conn: Connection, events: list[Pending]) -> None:
+        values = {"started_at": self.started_at or utcnow(), "robot": self.robot}
         try:
-            self._to_running(conn, events)
+            self._move(conn, events, JobStatus.RUNNING, JobStatus.QUEUED, values)
         except InvalidTransition:  # a job for later whose time has come goes through queued
             if JobStatus(conn.execute(SELECT_STATUS, {"b_id": self.job_id}).scalar_one()) is not JobStatus.SCHEDULED:
                 raise
             move_sync(conn, self.job_id, JobStatus.QUEUED, events=events)
-            self._to_running(conn, events)
-
-    def _to_running(self, conn: Connection, events: list[Pending]) -> None:
-        values = {"started_at": self.started_at or utcnow(), "robot": self.robot}
-        expected = {JobStatus.QUEUED}
-        move_sync(
-            conn, self.job_id, JobStatus.RUNNING, expected=expected, attempt=self.attempt, values=values, events=events
-        )
+            self._move(conn, events, JobStatus.RUNNING, JobStatus.QUEUED, values)
 
 
 @dataclass(frozen=True)
-class Finish:
+class Finish(JobOp):
     """End the run: completed or failed, unless a person ended the job first."""
 
-    job_id: str
-    attempt: int
     status: JobStatus
     values: dict[str, Any]
     report: dict[str, Any]
@@ -142,15 +145,7 @@ class Finish:
     def __call__(self, conn: Connection, events: list[Pending]) -> None:
         job_id, values, report = self.job_id, self.values, dict(self.report)
         try:
-            move_sync(
-                conn,
-                job_id,
-                self.status,
-                expected={JobStatus.RUNNING},
-                attempt=self.attempt,
-                values=values,
-                events=events,
-            )
+            self._move(conn, events, self.status, JobStatus.RUNNING, values)
         except InvalidTransition:
             # A person ended the job first (cancel, reject): their status and error stand;
             # the run's metrics and outputs are still recorded. A newer attempt writes its own.
@@ -167,32 +162,20 @@ class Finish:
 
 
 @dataclass(frozen=True)
-class RequestApproval:
+class RequestApproval(JobOp):
     """The run stops at an approval step: running to waiting_for_approval, and the request's event."""
 
-    job_id: str
-    attempt: int
     approval: dict[str, Any]
 
     def __call__(self, conn: Connection, events: list[Pending]) -> None:
-        move_sync(
-            conn,
-            self.job_id,
-            JobStatus.WAITING_FOR_APPROVAL,
-            expected={JobStatus.RUNNING},
-            attempt=self.attempt,
-            values={"approval": self.approval},
-            events=events,
-        )
+        self._move(conn, events, JobStatus.WAITING_FOR_APPROVAL, JobStatus.RUNNING, {"approval": self.approval})
         events.append(Pending(self.job_id, "approval", {"job_id": self.job_id, **self.approval}))
 
 
 @dataclass(frozen=True)
-class TimeOutApproval:
+class TimeOutApproval(JobOp):
     """Nobody decided in time: the step's `on_timeout` decides (`target` running or failed)."""
 
-    job_id: str
-    attempt: int
     target: JobStatus
     decision: dict[str, Any]
 
@@ -203,15 +186,7 @@ class TimeOutApproval:
             message = self.decision["comment"]
             values.update(error_message=message, error_step_id=current.get("step_id"), summary=message)
         with contextlib.suppress(InvalidTransition):  # a person decided in the same instant: theirs stands
-            move_sync(
-                conn,
-                self.job_id,
-                self.target,
-                expected={JobStatus.WAITING_FOR_APPROVAL},
-                attempt=self.attempt,
-                values=values,
-                events=events,
-            )
+            self._move(conn, events, self.target, JobStatus.WAITING_FOR_APPROVAL, values)
 
 
 def cancel_leftovers(conn: Connection, job_id: str) -> None:
