@@ -9,6 +9,7 @@ from starlette.routing import Route
 from orchestrator import jobs, schedules
 from orchestrator.auth import VIEW
 from orchestrator.runbooks.catalog import version_history
+from orchestrator.runbooks.redaction import masked_source
 from orchestrator.services import Services
 from orchestrator.views import runbook_view
 from web.api import job_filter
@@ -65,7 +66,7 @@ async def runbook_page(request: Request) -> Response:
     svc: Services = request.app.state.svc
     version = await svc.catalog.get(request.path_params["name"])
     view = runbook_view(version, await schedules.listed(svc, version.runbook.name))
-    view["source"] = version.source
+    view["source"] = masked_source(version.source)
     history = await jobs.list_jobs(svc, jobs.JobFilter(runbook=version.runbook.name, limit=20))
     versions = await version_history(svc.engine, version.runbook.name)
     context = {"runbook": view, "history": history["items"], "versions": versions}

@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
 from orchestrator.errors import RunbookNotFound
-from orchestrator.runbooks.loader import Problem, RunbookInvalid, content_hash, load_file, parse
+from orchestrator.runbooks.loader import Problem, RunbookInvalid, content_hash, parse, read
+from orchestrator.runbooks.redaction import masked_source
 from orchestrator.runbooks.schema import Runbook
 from orchestrator.views import iso
 
@@ -77,20 +78,12 @@ class Catalog:
             del self._files[gone]
         changed = []
         for path in paths:
-            stat = path.stat()
-            stamp = (stat.st_mtime, stat.st_size)
+            stamp = _stamp(path)
             if path in self._files and self._files[path].stamp == stamp:
                 continue
-            source = path.read_text(encoding="utf-8", errors="replace")
-            try:
-                runbook = load_file(path)
-            except RunbookInvalid as exc:
-                for problem in exc.problems:
-                    log.warning("%s", problem)
-                self._files[path] = _File(stamp, None, source, exc.problems)
-                continue
-            self._files[path] = _File(stamp, runbook, source)
-            changed.append((runbook, source))
+            self._files[path] = loaded = _load(path, stamp)
+            if loaded.runbook:
+                changed.append((loaded.runbook, loaded.source))
         return changed
 
     def versions(self) -> list[Version]:
@@ -102,6 +95,29 @@ class Catalog:
             return self._versions[name]
         except KeyError:
             raise RunbookNotFound(f"No runbook is named {name!r}.") from None
+
+
+def _stamp(path: Path) -> tuple[float, int]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return (0.0, -1)  # gone or a broken link: reading it reports why
+    return (stat.st_mtime, stat.st_size)
+
+
+def _load(path: Path, stamp: tuple[float, int]) -> _File:
+    """The file's runbook, or its problems: whatever is wrong with one file, the others still load."""
+    try:
+        source = read(path)
+        return _File(stamp, parse(source, str(path), expected_name=path.stem), source)
+    except RunbookInvalid as exc:
+        problems = exc.problems
+    except Exception as exc:
+        log.exception("could not load %s", path)
+        problems = [Problem(str(path), 1, f"cannot load the file ({type(exc).__name__}); check the file and the log")]
+    for problem in problems:
+        log.warning("%s", problem)
+    return _File(stamp, None, "", problems)
 
 
 async def record_version(engine: AsyncEngine, runbook: Runbook, source: str) -> Version:
@@ -152,7 +168,8 @@ def _parse_cached(source: str, name: str) -> Runbook:
 
 
 async def version_history(engine: AsyncEngine, name: str) -> list[dict[str, Any]]:
-    """Every version of a runbook, newest first, each with a unified diff from the one before it."""
+    """Every version of a runbook, newest first, each with a unified diff from the one before it; the
+    source and the diff show secret values masked (redaction.masked_source), to everyone."""
     async with reading(engine) as conn:
         rows = (
             await conn.execute(
@@ -163,26 +180,20 @@ async def version_history(engine: AsyncEngine, name: str) -> list[dict[str, Any]
         ).all()
     if not rows:
         raise RunbookNotFound(f"No runbook is named {name!r}.")
-    history, previous = [], None
+    history: list[dict[str, Any]] = []
+    previous: dict[str, Any] | None = None
     for row in rows:
+        source = masked_source(row.source)
         diff = None
         if previous is not None:
             diff = "".join(
                 difflib.unified_diff(
-                    previous.source.splitlines(keepends=True),
-                    row.source.splitlines(keepends=True),
-                    fromfile=f"{name} v{previous.version}",
+                    previous["source"].splitlines(keepends=True),
+                    source.splitlines(keepends=True),
+                    fromfile=f"{name} v{previous['version']}",
                     tofile=f"{name} v{row.version}",
                 )
             )
-        history.append(
-            {
-                "version": row.version,
-                "hash": row.hash,
-                "created_at": iso(row.created_at),
-                "source": row.source,
-                "diff": diff,
-            }
-        )
-        previous = row
+        previous = {"version": row.version, "hash": row.hash, "created_at": iso(row.created_at), "source": source}
+        history.append({**previous, "diff": diff})
     return list(reversed(history))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,12 @@ from orchestrator.errors import RunbookError
 from orchestrator.runbooks.schema import Runbook
 
 Path_ = tuple[str | int, ...]
+
+MAX_BYTES = 1_000_000  # a runbook file larger than this is refused unread
+MAX_NODES = 50_000  # values a runbook may expand to, an alias counted once for every value it stands for
+MAX_DEPTH = 50  # levels values may nest, through aliases too
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,15 +46,40 @@ def content_hash(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()
 
 
-def load_file(path: Path) -> Runbook:
+def read(path: Path) -> str:
+    """The file's text; a file that cannot be read as a runbook (a folder, unreadable, too large, not
+    UTF-8) is a RunbookInvalid naming the file."""
     try:
-        source = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RunbookInvalid([Problem(str(path), 1, f"cannot read the file: {exc}")]) from exc
-    return parse(source, str(path), expected_name=path.stem)
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise ValueError(f"the file is larger than {MAX_BYTES} bytes; split it into smaller runbooks")
+        return raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as open() in text mode reads it
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        raise RunbookInvalid([Problem(str(path), 1, f"cannot read the file: {exc}")]) from None
+
+
+def load_file(path: Path) -> Runbook:
+    return parse(read(path), str(path), expected_name=path.stem)
 
 
 def parse(source: str, file: str = "<runbook>", expected_name: str | None = None) -> Runbook:
+    """The runbook, or RunbookInvalid with every problem found; nothing else escapes, whatever the text."""
+    try:
+        return _parse(source, file, expected_name)
+    except RunbookInvalid:
+        raise
+    except RecursionError:
+        raise RunbookInvalid([Problem(file, 1, "the runbook nests too deeply to load; flatten it")]) from None
+    except MemoryError:
+        raise RunbookInvalid([Problem(file, 1, "the runbook is too large to load; split it")]) from None
+    except Exception as exc:  # a bug of ours must not stop the other runbooks from loading
+        log.exception("could not load %s", file)
+        problem = Problem(file, 1, f"cannot load the runbook ({type(exc).__name__}); check the file and the log")
+        raise RunbookInvalid([problem]) from None
+
+
+def _parse(source: str, file: str, expected_name: str | None) -> Runbook:
     data, lines = _compose(source, file)
     if not isinstance(data, dict):
         raise RunbookInvalid([Problem(file, 1, "a runbook is a mapping with name and steps")])
@@ -65,9 +97,82 @@ def parse(source: str, file: str = "<runbook>", expected_name: str | None = None
     return runbook
 
 
+class BoundedLoader(yaml.SafeLoader):
+    """A SafeLoader whose composer refuses what would blow up when the document is walked: more than
+    MAX_NODES values once every alias is expanded (a "billion laughs" file), values nested deeper than
+    MAX_DEPTH (through aliases too), and an alias inside the value it names. PyYAML has no such limit
+    itself (yaml/pyyaml#235): its nodes share aliased values, and walking them expands every alias."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._expanded = 0  # values so far, every alias counted as the values it stands for
+        self._open = 0  # collections being composed around the current event
+        self._shape: dict[yaml.Node, tuple[int, int]] = {}  # a composed node: (values, levels) it expands to
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            return self._alias(parent, index, event)
+        if self._open >= MAX_DEPTH:
+            raise _refused(f"values nest deeper than {MAX_DEPTH} levels; flatten the runbook", event.start_mark)
+        start = self._expanded
+        self._grow(1, 1, event.start_mark)
+        self._open += 1
+        node = super().compose_node(parent, index)
+        self._open -= 1
+        assert node is not None
+        children = _children(node)
+        levels = 1 + max((self._shape[child][1] for child in children), default=0)
+        if levels > MAX_DEPTH:
+            raise _refused(f"aliases nest values deeper than {MAX_DEPTH} levels; write them out", node.start_mark)
+        self._shape[node] = (self._expanded - start, levels)
+        return node
+
+    def _alias(self, parent: yaml.Node | None, index: int, event: yaml.AliasEvent) -> yaml.Node | None:
+        target = self.anchors.get(event.anchor)
+        if target is not None:  # an undefined alias is PyYAML's own error
+            if target not in self._shape:
+                message = f"alias *{event.anchor} is used inside the value it names; a value cannot contain itself"
+                raise _refused(message, event.start_mark)
+            values, levels = self._shape[target]
+            self._grow(values, self._open + levels, event.start_mark)
+        return super().compose_node(parent, index)
+
+    def _grow(self, values: int, levels: int, mark: Any) -> None:
+        self._expanded += values
+        if self._expanded > MAX_NODES:
+            message = f"aliases expand the runbook to more than {MAX_NODES} values; use fewer aliases"
+            if values == 1:
+                message = f"the runbook has more than {MAX_NODES} values; split it"
+            raise _refused(message, mark)
+        if levels > MAX_DEPTH:
+            raise _refused(f"aliases nest values deeper than {MAX_DEPTH} levels; write them out", mark)
+
+
+def _refused(problem: str, mark: Any) -> yaml.composer.ComposerError:
+    return yaml.composer.ComposerError(None, None, problem, mark)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def compose(source: str) -> yaml.Node | None:
+    """The document's node graph, through BoundedLoader; raises yaml.YAMLError."""
+    loader = BoundedLoader(source)
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
+
+
 def _compose(source: str, file: str) -> tuple[Any, dict[Path_, int]]:
     try:
-        node = yaml.compose(source, Loader=yaml.SafeLoader)
+        node = compose(source)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
