@@ -55,7 +55,8 @@ class Job(SQLModel, table=True):
     )
 
     id: str = Field(primary_key=True, max_length=32)
-    runbook: str = Field(max_length=100)
+    #: The runbook's name; for a run reported by another tool (no version), SOURCE/PROCESS.
+    runbook: str = Field(max_length=200)
     version_id: int | None = Field(default=None, foreign_key="runbook_versions.id")
     runbook_version: int | None = None
     status: str = Field(max_length=24)
@@ -64,6 +65,9 @@ class Job(SQLModel, table=True):
     external_id: str | None = Field(default=None, max_length=200, index=True)
     robot: str | None = Field(default=None, max_length=200)
     created_by: str | None = Field(default=None, max_length=200)
+    #: The human who owns the job: who started it, or who owns the token, webhook, schedule or parent
+    #: job that did (None: nobody, such as a schedule in a runbook file). Self-approval compares this.
+    owner: str | None = Field(default=None, max_length=200)
     inputs: dict[str, Any] = _json(dict)
     secret_inputs: str | None = Field(default=None, sa_type=Text)
     outputs: dict[str, Any] | None = _json()
@@ -84,7 +88,8 @@ class Job(SQLModel, table=True):
     checkpoint: dict[str, Any] | None = _json()
     parent_id: str | None = Field(default=None, max_length=32, index=True)
     attempt: int = 1
-    idempotency_key: str | None = Field(default=None, max_length=200)
+    #: Stored scoped by who may reuse it: "SCOPE|KEY" (orchestrator/jobs.py `scoped_key`).
+    idempotency_key: str | None = Field(default=None, max_length=400)
     #: A trial run (of a draft, or asked for): marked, and left out of the run history by default.
     preview: bool = Field(default=False, sa_column_kwargs={"server_default": false()})
     #: A keyed hash of all the inputs, secrets included, for settings.dedupe: inputs.
@@ -166,7 +171,8 @@ class AuditEntry(SQLModel, table=True):
     __tablename__ = "audit"
 
     id: int | None = Field(default=None, primary_key=True)
-    job_id: str = Field(foreign_key="jobs.id", max_length=32, index=True)
+    #: Not a foreign key: the audit log is append-only and outlives the jobs it speaks of.
+    job_id: str = Field(max_length=32, index=True)
     at: datetime = _when(default_factory=utcnow)
     actor: str = Field(max_length=200)
     action: str = Field(max_length=32)
@@ -182,6 +188,8 @@ class User(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=100)
     role: str = Field(max_length=16)
     password_hash: str = Field(max_length=300)
+    #: A disabled user cannot sign in, and their sessions and tokens stop working.
+    disabled_at: datetime | None = _when(default=None)
     created_at: datetime = _when(default_factory=utcnow)
     updated_at: datetime = _when(default_factory=utcnow)
 
@@ -194,6 +202,8 @@ class ApiToken(SQLModel, table=True):
     role: str = Field(max_length=16)
     token_hash: str = Field(max_length=64, unique=True)
     created_by: str | None = Field(default=None, max_length=200)
+    #: The user the token acts for (jobs it starts are theirs); None for a service token.
+    owner: str | None = Field(default=None, max_length=200)
     created_at: datetime = _when(default_factory=utcnow)
     revoked_at: datetime | None = _when(default=None)
 
@@ -207,6 +217,8 @@ class Hook(SQLModel, table=True):
     runbook: str = Field(max_length=100, index=True)
     token_hash: str = Field(max_length=64, unique=True)
     created_by: str | None = Field(default=None, max_length=200)
+    #: The human who made the hook: the jobs it starts are theirs.
+    owner: str | None = Field(default=None, max_length=200)
     created_at: datetime = _when(default_factory=utcnow)
     revoked_at: datetime | None = _when(default=None)
 
@@ -235,6 +247,8 @@ class ScheduleRow(SQLModel, table=True):
     last_fire_at: datetime | None = _when(default=None)
     last_job_id: str | None = Field(default=None, max_length=32)
     created_by: str | None = Field(default=None, max_length=200)
+    #: The human who made the schedule (None for one from a runbook file): its jobs are theirs.
+    owner: str | None = Field(default=None, max_length=200)
     created_at: datetime = _when(default_factory=utcnow)
     updated_at: datetime = _when(default_factory=utcnow)
 
