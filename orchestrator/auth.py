@@ -1,14 +1,20 @@
 """Who may do what: users with scrypt password hashes, API tokens stored hashed, roles mapped to
-permissions (SPEC §9), and server-side sessions whose id alone travels in a signed cookie."""
+permissions (SPEC §9), and server-side sessions whose id alone travels in a signed cookie.
+
+A disabled user is out at once: every request reads their session or token again, and both are
+refused while `users.disabled_at` is set (a token by its owner)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -20,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
 from orchestrator.db.tables import aware, utcnow
-from orchestrator.errors import InvalidInput
+from orchestrator.errors import Forbidden, InvalidInput, OrchestratorError
 
 VIEW, RUN, CONTROL, APPROVE, EDIT = "job:view", "job:run", "job:control", "job:approve", "job:edit"
 USERS, TOKENS = "users", "tokens"
@@ -46,6 +52,8 @@ class Principal:
     role: str
     kind: str  # user | token | cli
     session_id: str | None = None
+    #: For a token: the user it acts for (api_tokens.owner), None for a service token.
+    owner: str | None = None
 
     @property
     def permissions(self) -> frozenset[str]:
@@ -58,6 +66,14 @@ class Principal:
     def actor(self) -> str:
         """How the audit log and `created_by` name this principal."""
         return {"user": self.name, "token": f"token:{self.name}"}.get(self.kind, f"{self.kind}:{self.name}")
+
+    @property
+    def human(self) -> str:
+        """The person behind this principal, whom jobs belong to and self-approval compares: a user
+        themself, a token's owner (`token:NAME` for a token nobody owns), `cli:NAME` on the command line."""
+        if self.kind == "token" and self.owner:
+            return self.owner
+        return self.actor
 
 
 def check_role(role: str) -> str:
@@ -100,6 +116,38 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
+class SignInBusy(OrchestratorError):
+    """The server is busy checking other sign-ins; try again in a moment."""
+
+    status_code = 503
+
+
+class Hasher:
+    """Password hashing off the event loop (scrypt takes ~60 ms of CPU; hashlib releases the GIL while
+    it runs): a few threads, and at most `backlog` callers waiting for one. Any more are refused with
+    SignInBusy (503) rather than queued without bound, so a flood of sign-ins cannot stall the rest."""
+
+    def __init__(self, threads: int = 2, backlog: int = 16) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="password")
+        self._capacity = max(1, threads) + max(0, backlog)
+        self._busy = 0  # running or waiting; only touched on the event loop's thread
+
+    async def run(self, work: Callable[..., Any], *args: Any) -> Any:
+        if self._busy >= self._capacity:
+            raise SignInBusy(retry_after=1)
+        self._busy += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, work, *args)
+        finally:
+            self._busy -= 1
+
+    async def verify(self, password: str, stored: str) -> bool:
+        return bool(await self.run(verify_password, password, stored))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 @functools.cache
 def _dummy_hash() -> str:
     """Checked against when the user does not exist, so a wrong name costs as long as a wrong password."""
@@ -121,13 +169,12 @@ async def add_user(engine: AsyncEngine, name: str, role: str, password: str) -> 
     check_name(name, "username")
     check_role(role)
     check_password(password)
+    hashed = await asyncio.to_thread(hash_password, password)
     now = utcnow()
     try:
         async with writing(engine) as conn:
             await conn.execute(
-                insert(t.users).values(
-                    name=name, role=role, password_hash=hash_password(password), created_at=now, updated_at=now
-                )
+                insert(t.users).values(name=name, role=role, password_hash=hashed, created_at=now, updated_at=now)
             )
     except IntegrityError:
         raise InvalidInput({"username": f"a user named {name} already exists"}) from None
@@ -135,20 +182,40 @@ async def add_user(engine: AsyncEngine, name: str, role: str, password: str) -> 
 
 async def set_password(engine: AsyncEngine, name: str, password: str) -> None:
     check_password(password)
+    hashed = await asyncio.to_thread(hash_password, password)
     async with writing(engine) as conn:
         changed = await conn.execute(
-            update(t.users)
-            .where(t.users.c.name == name)
-            .values(password_hash=hash_password(password), updated_at=utcnow())
+            update(t.users).where(t.users.c.name == name).values(password_hash=hashed, updated_at=utcnow())
         )
         if changed.rowcount != 1:
             raise InvalidInput({"username": f"no user is named {name}"})
         await conn.execute(delete(t.sessions).where(t.sessions.c.user_name == name))  # sign out everywhere
 
 
+async def set_disabled(engine: AsyncEngine, name: str, disabled: bool) -> None:
+    """Disable a user (they can no longer sign in; their sessions end and the tokens and webhooks they
+    own stop working, at the next request) or enable them again (their tokens work again; ended
+    sessions stay ended)."""
+    async with writing(engine) as conn:
+        changed = await conn.execute(
+            update(t.users)
+            .where(t.users.c.name == name)
+            .values(disabled_at=utcnow() if disabled else None, updated_at=utcnow())
+        )
+        if changed.rowcount != 1:
+            raise InvalidInput({"username": f"no user is named {name}"})
+        if disabled:
+            await conn.execute(delete(t.sessions).where(t.sessions.c.user_name == name))
+
+
+async def disable_user(engine: AsyncEngine, name: str) -> None:
+    await set_disabled(engine, name, True)
+
+
 async def list_users(engine: AsyncEngine) -> list[dict[str, Any]]:
+    columns = (t.users.c.name, t.users.c.role, t.users.c.created_at, t.users.c.disabled_at)
     async with reading(engine) as conn:
-        rows = await conn.execute(select(t.users.c.name, t.users.c.role, t.users.c.created_at).order_by(t.users.c.name))
+        rows = await conn.execute(select(*columns).order_by(t.users.c.name))
         return [dict(r._mapping) for r in rows]
 
 
@@ -157,15 +224,21 @@ async def count_users(engine: AsyncEngine) -> int:
         return int((await conn.execute(select(func.count()).select_from(t.users))).scalar() or 0)
 
 
-async def login(engine: AsyncEngine, name: str, password: str) -> tuple[Principal, str] | None:
-    """Check a name and password; on success open a session and return it with its id."""
+async def login(
+    engine: AsyncEngine, name: str, password: str, hasher: Hasher | None = None
+) -> tuple[Principal, str] | None:
+    """Check a name and password (in `hasher`'s threads, else a thread of asyncio's); on success open a
+    session and return it with its id. A disabled user with the right password gets Forbidden: only
+    someone who knows the password learns that the account is disabled."""
     async with reading(engine) as conn:
         row = (await conn.execute(select(t.users).where(t.users.c.name == name))).mappings().first()
     if row is None:
-        verify_password(password, _dummy_hash())
+        await _verify(hasher, password, await asyncio.to_thread(_dummy_hash))
         return None
-    if not verify_password(password, row["password_hash"]):
+    if not await _verify(hasher, password, row["password_hash"]):
         return None
+    if row["disabled_at"] is not None:
+        raise Forbidden(f"The account {name} is disabled; ask an administrator to enable it.")
     session_id = secrets.token_urlsafe(32)
     now = utcnow()
     async with writing(engine) as conn:
@@ -174,7 +247,14 @@ async def login(engine: AsyncEngine, name: str, password: str) -> tuple[Principa
                 id=secret_hash(session_id), user_name=name, created_at=now, expires_at=now + SESSION_TTL
             )
         )
+        await conn.execute(delete(t.sessions).where(t.sessions.c.user_name == name, t.sessions.c.expires_at < now))
     return Principal(name, row["role"], "user", session_id), session_id
+
+
+async def _verify(hasher: Hasher | None, password: str, stored: str) -> bool:
+    if hasher is not None:
+        return await hasher.verify(password, stored)
+    return await asyncio.to_thread(verify_password, password, stored)
 
 
 async def session_principal(engine: AsyncEngine, session_id: str) -> Principal | None:
@@ -183,7 +263,7 @@ async def session_principal(engine: AsyncEngine, session_id: str) -> Principal |
             await conn.execute(
                 select(t.users.c.name, t.users.c.role, t.sessions.c.expires_at)
                 .join(t.users, t.users.c.name == t.sessions.c.user_name)
-                .where(t.sessions.c.id == secret_hash(session_id))
+                .where(t.sessions.c.id == secret_hash(session_id), t.users.c.disabled_at.is_(None))
             )
         ).first()
     if row is None or aware(row.expires_at) < utcnow():
@@ -196,15 +276,25 @@ async def logout(engine: AsyncEngine, session_id: str) -> None:
         await conn.execute(delete(t.sessions).where(t.sessions.c.id == secret_hash(session_id)))
 
 
+async def purge_sessions(engine: AsyncEngine) -> int:
+    """Delete every expired session; return how many there were."""
+    async with writing(engine) as conn:
+        purged = await conn.execute(delete(t.sessions).where(t.sessions.c.expires_at < utcnow()))
+        return int(purged.rowcount or 0)
+
+
 # -- API tokens ------------------------------------------------------------------------------
 
 
-async def create_token(engine: AsyncEngine, name: str, role: str, created_by: str) -> str:
-    """A new token; only its hash is stored, so this is the one time it can be shown."""
+async def create_token(engine: AsyncEngine, name: str, role: str, created_by: str, owner: str | None = None) -> str:
+    """A new token, acting for the user `owner` if given (an enabled user); only its hash is stored,
+    so this is the one time it can be shown."""
     check_name(name)
     check_role(role)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     async with writing(engine) as conn:
+        if owner is not None:
+            await _check_owner(conn, owner)
         await conn.execute(
             insert(t.tokens).values(
                 id=secrets.token_hex(8),
@@ -212,10 +302,24 @@ async def create_token(engine: AsyncEngine, name: str, role: str, created_by: st
                 role=role,
                 token_hash=secret_hash(token),
                 created_by=created_by,
+                owner=owner,
                 created_at=utcnow(),
             )
         )
     return token
+
+
+async def _check_owner(conn: Any, owner: str) -> None:
+    found = (await conn.execute(select(t.users.c.disabled_at).where(t.users.c.name == owner))).first()
+    if found is None:
+        raise InvalidInput({"owner": f"no user is named {owner}"})
+    if found.disabled_at is not None:
+        raise InvalidInput({"owner": f"the user {owner} is disabled; enable them first"})
+
+
+async def user_exists(engine: AsyncEngine, name: str) -> bool:
+    async with reading(engine) as conn:
+        return (await conn.execute(select(t.users.c.name).where(t.users.c.name == name))).first() is not None
 
 
 async def live_secret(engine: AsyncEngine, table: Any, prefix: str, token: str, *columns: Any) -> Any:
@@ -228,16 +332,32 @@ async def live_secret(engine: AsyncEngine, table: Any, prefix: str, token: str, 
         return (await conn.execute(query)).first()
 
 
+def owner_enabled(table: Any) -> Any:
+    """A condition on `table` (with an `owner` column): its owner is no disabled user. A token or webhook
+    of a disabled user stops working with them. (An owner such as `token:NAME` or `cli:NAME` is never a
+    user name: those cannot hold a colon.)"""
+    disabled = select(t.users.c.name).where(t.users.c.name == table.c.owner, t.users.c.disabled_at.is_not(None))
+    return ~disabled.exists()
+
+
 async def token_principal(engine: AsyncEngine, token: str) -> Principal | None:
-    row = await live_secret(engine, t.tokens, TOKEN_PREFIX, token, t.tokens.c.name, t.tokens.c.role)
-    return Principal(row.name, row.role, "token") if row else None
+    columns = (t.tokens.c.name, t.tokens.c.role, t.tokens.c.owner, owner_enabled(t.tokens).label("enabled"))
+    row = await live_secret(engine, t.tokens, TOKEN_PREFIX, token, *columns)
+    if row is None or not row.enabled:
+        return None
+    return Principal(row.name, row.role, "token", owner=row.owner)
 
 
 async def list_tokens(engine: AsyncEngine) -> list[dict[str, Any]]:
     async with reading(engine) as conn:
         rows = await conn.execute(
             select(
-                t.tokens.c.id, t.tokens.c.name, t.tokens.c.role, t.tokens.c.created_at, t.tokens.c.revoked_at
+                t.tokens.c.id,
+                t.tokens.c.name,
+                t.tokens.c.role,
+                t.tokens.c.owner,
+                t.tokens.c.created_at,
+                t.tokens.c.revoked_at,
             ).order_by(t.tokens.c.created_at)
         )
         return [dict(r._mapping) for r in rows]

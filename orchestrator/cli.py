@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from orchestrator.auth import ROLES
+from orchestrator.auth import ROLES, Principal
 from orchestrator.config import Settings
 
 
@@ -61,7 +61,9 @@ def cmd_web(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_level="info",
-        proxy_headers=True,
+        log_config=None,  # uvicorn's lines, the access log too, go through our redacting handler (logs.configure)
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
         timeout_graceful_shutdown=3,
     )
     return 0
@@ -105,7 +107,9 @@ async def _run(name: str, inputs: dict[str, Any], follow: bool) -> int:
     svc = await Services.open(_settings())
     try:
         try:
-            job, _ = await jobs.create(svc, name, jobs.JobRequest(inputs=inputs, source="cli", actor="cli"))
+            job, _ = await jobs.create(
+                svc, name, jobs.JobRequest(inputs=inputs, source="cli", actor=f"cli:{_user()}", owner=f"cli:{_user()}")
+            )
         except InvalidInput as exc:
             for field, message in exc.fields.items():
                 print(f"input {field}: {message}", file=sys.stderr)
@@ -224,7 +228,12 @@ async def _users(engine: Any, args: argparse.Namespace) -> int:
 
     if args.users_command == "list":
         for user in await auth.list_users(engine):
-            print(f"{user['name']}\t{user['role']}")
+            print(f"{user['name']}\t{user['role']}\t{'disabled' if user['disabled_at'] else 'active'}")
+        return 0
+    if args.users_command in ("disable", "enable"):
+        await auth.set_disabled(engine, args.name, args.users_command == "disable")
+        done = "disabled; their sessions are signed out and their tokens and webhooks stop working"
+        print(f"user {args.name} {done if args.users_command == 'disable' else 'enabled'}")
         return 0
     password = _read_password(args)
     if args.users_command == "add":
@@ -251,13 +260,15 @@ async def _tokens(engine: Any, args: argparse.Namespace) -> int:
     from orchestrator import auth
 
     if args.tokens_command == "create":
-        token = await auth.create_token(engine, args.name, args.role, created_by=f"cli:{_user()}")
-        print(f"token {args.name} ({args.role}) created; it is shown only now:", file=sys.stderr)
+        owner = args.owner or (args.name if await auth.user_exists(engine, args.name) else None)
+        token = await auth.create_token(engine, args.name, args.role, _cli_principal().actor, owner=owner)
+        acting = f", acting for {owner}" if owner else ""
+        print(f"token {args.name} ({args.role}{acting}) created; it is shown only now:", file=sys.stderr)
         print(token)
     elif args.tokens_command == "list":
         for row in await auth.list_tokens(engine):
             state = "revoked" if row["revoked_at"] else "active"
-            print(f"{row['id']}\t{row['name']}\t{row['role']}\t{state}")
+            print(f"{row['id']}\t{row['name']}\t{row['role']}\t{state}\t{row['owner'] or '-'}")
     elif not await auth.revoke_token(engine, args.token_id):
         print(f"no active token has the id {args.token_id}", file=sys.stderr)
         return 1
@@ -272,7 +283,8 @@ async def _hooks(engine: Any, args: argparse.Namespace) -> int:
     from orchestrator import hooks
 
     if args.hooks_command == "create":
-        hook_id, token = await hooks.create(engine, args.runbook, created_by=f"cli:{_user()}")
+        maker = _cli_principal()
+        hook_id, token = await hooks.create(engine, args.runbook, maker.actor, owner=maker.human)
         print(
             f"hook {hook_id} of {args.runbook} created; POST JSON inputs to this path (shown only now):",
             file=sys.stderr,
@@ -285,6 +297,11 @@ async def _hooks(engine: Any, args: argparse.Namespace) -> int:
         print(f"{args.runbook} has no active hook {args.hook_id}", file=sys.stderr)
         return 1
     return 0
+
+
+def _cli_principal() -> Principal:
+    """Whoever runs this command: a local account, trusted as an admin (it can read the database anyway)."""
+    return Principal(_user(), "admin", "cli")
 
 
 async def _engine() -> Any:
@@ -332,15 +349,27 @@ def parser() -> argparse.ArgumentParser:
             command.add_argument("--role", required=True, choices=roles)
         command.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
         command.set_defaults(func=cmd_users)
-    users.add_parser("list", help="list users").set_defaults(func=cmd_users)
+    users.add_parser("list", help="list users: name, role, active or disabled").set_defaults(func=cmd_users)
+    for name, text in (
+        ("disable", "stop a user: no sign-in, their sessions end, their tokens and webhooks stop working"),
+        ("enable", "let a disabled user back in (their tokens and webhooks work again)"),
+    ):
+        command = users.add_parser(name, help=text)
+        command.add_argument("name")
+        command.set_defaults(func=cmd_users)
     tokens = sub.add_parser("tokens", help="API tokens for scripts and other systems").add_subparsers(
         dest="tokens_command", required=True
     )
     create = tokens.add_parser("create", help="create a token; its last line of output is the token")
     create.add_argument("name")
     create.add_argument("--role", required=True, choices=roles)
+    create.add_argument(
+        "--owner", default=None, help="the user the token acts for (default: the user called NAME, if there is one)"
+    )
     create.set_defaults(func=cmd_tokens)
-    tokens.add_parser("list", help="list tokens (never their secret)").set_defaults(func=cmd_tokens)
+    tokens.add_parser("list", help="list tokens: id, name, role, state, owner (never the secret)").set_defaults(
+        func=cmd_tokens
+    )
     revoke = tokens.add_parser("revoke", help="revoke a token by its id")
     revoke.add_argument("token_id")
     revoke.set_defaults(func=cmd_tokens)
@@ -359,8 +388,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from orchestrator import logs
+
+    logs.configure(logging.INFO)
     args = parser().parse_args(argv)
     return int(args.func(args) or 0)
 

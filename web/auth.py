@@ -1,24 +1,25 @@
-"""Authentication for every request (bearer token or session cookie), permission checks per route,
-CSRF for cookie-authenticated writes, rate limits, and the login and logout pages."""
+"""Authentication for every request (bearer token or session cookie) and of webhook calls (their
+token), permission checks per route, CSRF for cookie-authenticated writes, rate limits (in Redis, in
+this process's memory while Redis is away), and the login and logout pages."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from itsdangerous import BadSignature, TimestampSigner
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from orchestrator import auth
+from orchestrator import auth, hooks
 from orchestrator.auth import Principal
-from orchestrator.errors import Forbidden, NotSignedIn, TooManyRequests
+from orchestrator.errors import Forbidden, NotFound, NotSignedIn
+from orchestrator.ratelimit import rate_limit
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,10 @@ async def _principal(conn: HTTPConnection) -> Principal | None:
     svc = conn.app.state.svc
     header = conn.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
-        return await auth.token_principal(svc.engine, header[7:].strip())
+        token = header[7:].strip()
+        if token.startswith(hooks.PREFIX):  # a webhook's credential: call_hook reads it, it signs no one in
+            return None
+        return await auth.token_principal(svc.engine, token)
     cookie = conn.cookies.get(COOKIE)
     if not cookie:
         return None
@@ -69,6 +73,12 @@ async def _principal(conn: HTTPConnection) -> Principal | None:
     except BadSignature:
         return None
     return await auth.session_principal(svc.engine, session_id)
+
+
+async def still_signed_in(conn: HTTPConnection) -> bool:
+    """Whether this request's credentials still sign someone in (not signed out, expired, revoked, nor
+    of a disabled user): for long-lived answers, such as event streams, to check now and then."""
+    return await _principal(conn) is not None
 
 
 def _signer(conn: HTTPConnection) -> TimestampSigner:
@@ -141,32 +151,47 @@ def _is_form(request: Request) -> bool:
     return kind.startswith("application/x-www-form-urlencoded") or kind.startswith("multipart/form-data")
 
 
+# -- webhooks --------------------------------------------------------------------------------
+
+
+async def hook_of(request: Request) -> dict[str, Any]:
+    """The live hook whose token the request carries: in its path (404 when unknown), else in its
+    Authorization header (401 when missing or unknown)."""
+    engine = request.app.state.svc.engine
+    if "hook_token" in request.path_params:
+        hook = await hooks.find(engine, request.path_params["hook_token"])
+        if hook is None:
+            raise NotFound("No webhook has this address.")
+        return hook
+    header = request.headers.get("authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    hook = await hooks.find(engine, token) if token else None
+    if hook is None:
+        raise NotSignedIn(
+            "Send the webhook's token as `Authorization: Bearer orch_hook_...`; it is missing or unknown."
+        )
+    return hook
+
+
 # -- rate limits -----------------------------------------------------------------------------
 
-_HIT = """
-local n = redis.call('incr', KEYS[1])
-if n == 1 then redis.call('expire', KEYS[1], ARGV[1]) end
-return {n, redis.call('ttl', KEYS[1])}
-"""
 
-
-async def rate_limit(redis: Redis, key: str, limit: int, window_s: int = 60) -> None:
-    """At most `limit` hits per window for `key`, counted in Redis so every web process shares them.
-    With Redis away the limit is not enforced (logged), rather than refusing everyone."""
-    if limit <= 0:
-        return
-    try:
-        count, ttl = await redis.eval(_HIT, 1, f"orch:rate:{key}", str(window_s))  # type: ignore[misc]
-    except (RedisError, OSError) as exc:
-        log.warning("rate limit %s not checked: %s", key, exc)
-        return
-    if int(count) > limit:
-        retry = max(int(ttl), 1)
-        raise TooManyRequests(f"Too many requests; try again in {retry} s.", retry_after=retry)
+async def throttle(request: Request, key: str, limit: int, window_s: int = 60) -> None:
+    """`rate_limit` for a request of this app: its Redis, and its process's counters when Redis is away."""
+    svc = request.app.state.svc
+    await rate_limit(svc.redis, key, limit, window_s, svc.counts)
 
 
 def client_address(request: Request) -> str:
+    """The peer's address from the ASGI scope. The server (`orchestrator web`) replaces it with the
+    X-Forwarded-For client only for connections from ORCH_TRUSTED_PROXIES; anyone else's header is ignored."""
     return request.client.host if request.client else "unknown"
+
+
+def name_key(username: str) -> str:
+    """A user name as a rate-limit key: hashed, so what someone typed (a pasted password, say) is
+    neither a Redis key nor in a log line."""
+    return hashlib.sha256(username.encode()).hexdigest()[:32]
 
 
 # -- pages -----------------------------------------------------------------------------------
@@ -206,13 +231,21 @@ def _login_form(
 
 
 async def login_submit(request: Request) -> Response:
+    """Sign in: limited per client address and per user name (ORCH_LOGIN_RATE, ORCH_LOGIN_USER_RATE a
+    minute), the password checked in the app's bounded password pool (503 when it is full)."""
     check_same_origin(request)
-    svc = request.app.state.svc
-    await rate_limit(svc.redis, f"login:{client_address(request)}", request.app.state.settings.login_rate)
+    svc, settings = request.app.state.svc, request.app.state.settings
+    await throttle(request, f"login:{client_address(request)}", settings.login_rate)
     form = await request.form()
     username, password = str(form.get("username") or "")[:200], str(form.get("password") or "")[:1024]
     target = _next(str(form.get("next") or ""))
-    opened = await auth.login(svc.engine, username, password) if username and password else None
+    if not (username and password):
+        return _login_form(request, target, "Wrong username or password.", username, status=401)
+    await throttle(request, f"login-user:{name_key(username)}", settings.login_user_rate)
+    try:
+        opened = await auth.login(svc.engine, username, password, request.app.state.hasher)
+    except Forbidden as exc:
+        return _login_form(request, target, exc.message, username, status=403)
     if opened is None:
         return _login_form(request, target, "Wrong username or password.", username, status=401)
     _, session_id = opened

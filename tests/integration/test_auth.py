@@ -14,11 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestrator import auth, events
+from orchestrator import auth
 from orchestrator.db.engine import writing
 from orchestrator.states import JobStatus
 from orchestrator.transitions import move
-from tests.integration.conftest import Env, live_server
+from tests.integration.conftest import Env, live_server, to_waiting
 
 PASSWORD = "correct horse battery staple"
 ROLES = ["viewer", "operator", "approver", "admin"]
@@ -38,15 +38,6 @@ name: quick
 steps:
   - {id: one, action: export, format: json, data: {a: 1}, filename: a.json}
 """
-
-
-async def to_waiting(env: Env, job_id: str) -> None:
-    """Bring a job to waiting_for_approval through the state table (no worker needed)."""
-    moved: list[events.Pending] = []
-    async with writing(env.svc.engine) as conn:
-        await move(conn, job_id, JobStatus.RUNNING, events=moved)
-        await move(conn, job_id, JobStatus.WAITING_FOR_APPROVAL, events=moved)
-        await events.append(conn, moved)
 
 
 @dataclasses.dataclass

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import subprocess
 
+from sqlalchemy import select
+
+from orchestrator import auth, hooks
+from orchestrator.db import tables as t
+from orchestrator.db.engine import reading
 from tests.integration.conftest import Env, http_client
 from tests.support import ROOT
 
@@ -69,3 +76,68 @@ def test_hooks_are_made_listed_and_revoked_from_the_command_line(env: Env) -> No
     assert run("revoke", "hooked", hook_id).returncode == 0
     assert run("list", "hooked").stdout.strip().endswith("revoked")
     assert run("revoke", "hooked", hook_id).returncode == 1
+
+
+async def test_a_hook_token_may_travel_in_the_authorization_header_instead_of_the_path(env: Env) -> None:
+    env.write(RUNBOOK)
+    async with http_client(env.settings) as admin:
+        hook = (await admin.post("/api/v1/runbooks/hooked/hooks")).json()
+        api_token = admin.headers["Authorization"]
+    async with http_client(env.settings, role=None) as anyone:
+        started = await anyone.post(
+            "/api/v1/hooks", json={"order": "H-1"}, headers={"Authorization": f"Bearer {hook['token']}"}
+        )
+        assert started.status_code == 201, started.text
+        assert (started.json()["source"], started.json()["inputs"]) == ("webhook", {"order": "H-1"})
+        bare = await anyone.post("/api/v1/hooks", json={"order": "H-2"})
+        assert bare.status_code == 401 and "Authorization: Bearer" in bare.json()["error"]
+        not_a_hook = await anyone.post("/api/v1/hooks", json={"order": "H-3"}, headers={"Authorization": api_token})
+        assert not_a_hook.status_code == 401
+    async with http_client(env.settings) as admin:
+        assert (await admin.delete(f"/api/v1/runbooks/hooked/hooks/{hook['id']}")).status_code == 204
+    async with http_client(env.settings, role=None) as anyone:
+        revoked = await anyone.post(
+            "/api/v1/hooks", json={"order": "H-4"}, headers={"Authorization": f"Bearer {hook['token']}"}
+        )
+        assert revoked.status_code == 401
+
+
+async def test_a_hook_remembers_the_human_who_made_it_and_its_jobs_are_theirs(env: Env) -> None:
+    env.write(RUNBOOK)
+    await auth.add_user(env.svc.engine, "alice", "admin", "alice-password")
+    token = await auth.create_token(env.svc.engine, "alice-admin", "admin", created_by="tests", owner="alice")
+    async with http_client(env.settings, role=None) as client:
+        made = await client.post("/api/v1/runbooks/hooked/hooks", headers={"Authorization": f"Bearer {token}"})
+        assert made.status_code == 201, made.text
+        hook = made.json()
+        found = await hooks.find(env.svc.engine, hook["token"])
+        assert found is not None and found["owner"] == "alice"
+        started = await client.post(hook["url"], json={"order": "O-1"})
+        assert started.status_code == 201, started.text
+    async with reading(env.svc.engine) as conn:
+        owner = (await conn.execute(select(t.jobs.c.owner).where(t.jobs.c.id == started.json()["id"]))).scalar()
+    assert owner == "alice"
+    await auth.disable_user(env.svc.engine, "alice")  # a disabled user's hooks stop, as their tokens do
+    async with http_client(env.settings, role=None) as client:
+        assert (await client.post(hook["url"], json={"order": "O-2"})).status_code == 404
+
+
+async def test_a_hook_made_on_the_command_line_is_owned_by_the_operator_who_made_it(env: Env) -> None:
+    environment = {
+        "ORCH_DATABASE_URL": env.settings.database_url,
+        "ORCH_DATA_DIR": str(env.settings.data_dir),
+        "ORCH_SECRET_KEY": env.settings.secret_key,
+        "PATH": "/usr/bin:/bin",
+    }
+    made = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "orchestrator"), "hooks", "create", "hooked"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().splitlines()[-1].rsplit("/", 1)[-1]
+    found = await hooks.find(env.svc.engine, token)
+    assert found is not None and found["owner"] == f"cli:{pwd.getpwuid(os.getuid()).pw_name}"
