@@ -155,7 +155,7 @@ def _utc(value: datetime) -> datetime:
 
 def browser_runbook(screenshots: bool) -> str:
     shot = "" if screenshots else "    screenshot: never\n"
-    steps = ['  - action: goto\n    url: "{{ server.url }}/form.html"\n' + shot]
+    steps = ['  - action: goto\n    url: "{{ site.url }}/form.html"\n' + shot]
     for i in range(1, 10):
         steps.append(f'  - action: fill\n    selector: "#f{i}"\n    value: "value {i}"\n' + shot)
         steps.append(f'  - action: click\n    selector: "#b{i}"\n' + shot)

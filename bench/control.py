@@ -27,12 +27,12 @@ steps:
 """
 WAIT = """name: hang
 steps:
-  - {id: open, action: goto, url: "{{ server.url }}/form.html"}
+  - {id: open, action: goto, url: "{{ site.url }}/form.html"}
   - {id: wait, action: wait_for, selector: "#never-there", timeout: 60}
 """
 LONG = """name: long
 steps:
-  - {id: open, action: goto, url: "{{ server.url }}/form.html"}
+  - {id: open, action: goto, url: "{{ site.url }}/form.html"}
   - {id: nap, action: sleep, seconds: 10}
 """
 RUNBOOKS = {"gate": APPROVAL, "hang": WAIT, "long": LONG}

@@ -56,19 +56,21 @@ def static_site(folder: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def workspace(runbooks: dict[str, str], redis_url: str, public_url: str = "http://127.0.0.1") -> Iterator[Settings]:
+def workspace(runbooks: dict[str, str], redis_url: str, site_url: str = "") -> Iterator[Settings]:
+    """Settings of a scratch orchestrator with these runbooks; `{{ site.url }}` in their text is the
+    target site's address (the app's own, `server.url`, is one the browser may not open)."""
     root = Path(tempfile.mkdtemp(prefix="orch-bench-"))
     try:
         (root / "runbooks").mkdir()
         for name, text in runbooks.items():
-            (root / "runbooks" / f"{name}.yaml").write_text(text)
+            (root / "runbooks" / f"{name}.yaml").write_text(text.replace("{{ site.url }}", site_url))
         settings = replace(
             Settings.from_env(),
             data_dir=root / "var",
             runbooks_dir=root / "runbooks",
             database_url=f"sqlite+aiosqlite:///{root / 'var' / 'bench.db'}",
             redis_url=redis_url,
-            public_url=public_url,
+            public_url="http://127.0.0.1",
             secret_key="bench",
             browser_path=os.environ.get("ORCH_BROWSER_PATH") or shutil.which("chromium"),
         )

@@ -31,7 +31,7 @@ TICKER = """<!doctype html><title>Ticker</title>
 """
 WATCHED = """name: ticker
 steps:
-  - {id: open, action: goto, url: "{{ server.url }}/ticker.html"}
+  - {id: open, action: goto, url: "{{ site.url }}/ticker.html"}
   - {id: wait, action: sleep, seconds: 40, timeout: 60}
 """
 PHASE_S = 8.0
@@ -263,7 +263,8 @@ async def fan_out(redis_url: str) -> list[tuple[str, str, str, str]]:
         async with services(settings) as svc:
             token = await auth.create_token(svc.engine, "bench", "viewer", "bench")
             port = free_port()
-            with process(settings, "web", ORCH_PORT=str(port)) as web:
+            # the clients share one token: let it hold them all (the per-user cap is 50 by default)
+            with process(settings, "web", ORCH_PORT=str(port), ORCH_SSE_STREAMS_PER_USER=str(CLIENTS)) as web:
                 delays, sent, per_idle, web_cpu = await _drive(port, token, partial(_publish, svc), web.pid)
     bare, _, bare_idle, bare_cpu = await _bare(redis_url)
     ms, bare_ms = [d * 1000 for d in delays], [d * 1000 for d in bare]

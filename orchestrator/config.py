@@ -7,10 +7,26 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.urlpolicy import HostList
+
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip()
     return value or default
+
+
+#: Each cap: its variable, its default and its least value.
+CAPS: dict[str, tuple[str, int, int]] = {
+    "max_records": ("ORCH_MAX_RECORDS", 10_000, 1),
+    "max_records_bytes": ("ORCH_MAX_RECORDS_BYTES", 10 * 1024 * 1024, 1024),
+    "job_records": ("ORCH_JOB_RECORDS", 100, 1),
+    "max_artifact_bytes": ("ORCH_MAX_ARTIFACT_BYTES", 1024 * 1024 * 1024, 1024),
+    "video_max_frames": ("ORCH_VIDEO_MAX_FRAMES", 20_000, 1),
+    "video_max_bytes": ("ORCH_VIDEO_MAX_BYTES", 512 * 1024 * 1024, 1024),
+    "video_max_seconds": ("ORCH_VIDEO_MAX_SECONDS", 3600, 1),
+    "sse_streams_per_user": ("ORCH_SSE_STREAMS_PER_USER", 50, 0),
+    "sse_replay_max": ("ORCH_SSE_REPLAY_MAX", 1000, 1),
+}
 
 
 @dataclass(frozen=True)
@@ -28,9 +44,32 @@ class Settings:
     #: Sign-in attempts per client address per minute, and jobs created per principal per minute.
     login_rate: int = 10
     job_rate: int = 300
-    #: Hosts runbooks may open (empty: any) and may never open; entries like `example.com` or `*.example.com`.
+    #: Sign-in attempts per user name per minute, whatever address they come from.
+    login_user_rate: int = 10
+    #: Threads that check passwords (scrypt, off the event loop), and sign-ins that may wait for one;
+    #: beyond that a sign-in is refused with 503 rather than queued.
+    password_threads: int = 2
+    password_backlog: int = 16
+    #: Addresses (and CIDR ranges) of reverse proxies whose X-Forwarded-For names the client; empty: none.
+    trusted_proxies: str = "127.0.0.1"
+    #: Hosts runbooks may open (empty: any but the built-in refusals of orchestrator/urlpolicy.py) and may
+    #: never open: host names, `*.example.com` wildcards, IP addresses and CIDR ranges.
     allowed_hosts: tuple[str, ...] = ()
     denied_hosts: tuple[str, ...] = ()
+    #: Caps that keep one job, stream or file from growing without bound (issue 16): records in a
+    #: `records` input and its size as JSON; records the job object carries (the rest are paged);
+    #: the largest artifact file; a session video's frames, bytes of frames and seconds; event
+    #: streams one user may hold open per web process (0: no cap); and how many missed events a
+    #: reconnecting stream is replayed before it gets a fresh start instead.
+    max_records: int = CAPS["max_records"][1]
+    max_records_bytes: int = CAPS["max_records_bytes"][1]
+    job_records: int = CAPS["job_records"][1]
+    max_artifact_bytes: int = CAPS["max_artifact_bytes"][1]
+    video_max_frames: int = CAPS["video_max_frames"][1]
+    video_max_bytes: int = CAPS["video_max_bytes"][1]
+    video_max_seconds: int = CAPS["video_max_seconds"][1]
+    sse_streams_per_user: int = CAPS["sse_streams_per_user"][1]
+    sse_replay_max: int = CAPS["sse_replay_max"][1]
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -50,8 +89,13 @@ class Settings:
             secret_key=os.environ.get("ORCH_SECRET_KEY") or _stored_secret(data_dir),
             login_rate=int(_env("ORCH_LOGIN_RATE", "10")),
             job_rate=int(_env("ORCH_JOB_RATE", "300")),
+            login_user_rate=int(_env("ORCH_LOGIN_USER_RATE", "10")),
+            password_threads=max(1, int(_env("ORCH_PASSWORD_THREADS", "2"))),
+            password_backlog=max(0, int(_env("ORCH_PASSWORD_BACKLOG", "16"))),
+            trusted_proxies=os.environ.get("ORCH_TRUSTED_PROXIES", "127.0.0.1").strip(),
             allowed_hosts=_hosts("ORCH_ALLOWED_HOSTS"),
             denied_hosts=_hosts("ORCH_DENIED_HOSTS"),
+            **_caps(),
         )
 
     def environment(self) -> dict[str, str]:
@@ -69,8 +113,13 @@ class Settings:
             "ORCH_SECRET_KEY": self.secret_key,
             "ORCH_LOGIN_RATE": str(self.login_rate),
             "ORCH_JOB_RATE": str(self.job_rate),
+            "ORCH_LOGIN_USER_RATE": str(self.login_user_rate),
+            "ORCH_PASSWORD_THREADS": str(self.password_threads),
+            "ORCH_PASSWORD_BACKLOG": str(self.password_backlog),
+            "ORCH_TRUSTED_PROXIES": self.trusted_proxies,
             "ORCH_ALLOWED_HOSTS": ",".join(self.allowed_hosts),
             "ORCH_DENIED_HOSTS": ",".join(self.denied_hosts),
+            **{variable: str(getattr(self, name)) for name, (variable, _, _) in CAPS.items()},
         }
 
     @property
@@ -84,8 +133,23 @@ class Settings:
         return self.redis_url
 
 
+def _caps() -> dict[str, int]:
+    """The caps from their variables; a value that is not a whole number at least the least allowed is an
+    error naming the variable."""
+    found = {}
+    for name, (variable, default, least) in CAPS.items():
+        raw = _env(variable, str(default)).replace("_", "")
+        if not raw.isdigit() or int(raw) < least:
+            raise ValueError(f"{variable} must be a whole number of at least {least}; it is {raw!r}.")
+        found[name] = int(raw)
+    return found
+
+
 def _hosts(name: str) -> tuple[str, ...]:
-    return tuple(h.strip().lower() for h in os.environ.get(name, "").split(",") if h.strip())
+    """A comma-separated host list; a bad entry stops the start with an error naming the variable."""
+    hosts = tuple(h.strip().lower() for h in os.environ.get(name, "").split(",") if h.strip())
+    HostList.parse(name, hosts)
+    return hosts
 
 
 def _stored_secret(data_dir: Path) -> str:

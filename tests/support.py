@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import os
 import shutil
@@ -73,6 +74,13 @@ def redis_server(directory: Path) -> Iterator[str]:
         stop_process(process)
 
 
+#: Every path (with its query) the local target site was asked for, in order: what a runbook did to
+#: the "target system", for tests that check something happened once, or never.
+SEEN: list[str] = []
+#: Called with each path as the request arrives, before it is answered (a test's hook into the target).
+ON_REQUEST: list[Any] = []
+
+
 class SiteHandler(SimpleHTTPRequestHandler):
     """Static files from tests/site, plus /slow?seconds=N which answers late and /redirect?to=URL."""
 
@@ -80,6 +88,9 @@ class SiteHandler(SimpleHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        SEEN.append(self.path)
+        for hook in ON_REQUEST:
+            hook(self.path)
         url = urlsplit(self.path)
         if url.path == "/slow":
             seconds = float(parse_qs(url.query).get("seconds", ["3"])[0])
@@ -98,7 +109,35 @@ class SiteHandler(SimpleHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        if url.path == "/embed":  # a page with ?frame=URL as an iframe, ?popup=URL behind a button, ?link=URL
+            self._embed(parse_qs(url.query))
+            return
+        if url.path.startswith("/attachment/"):  # files/NAME, sent as a download whatever links to it
+            body = (SITE_DIR / "files" / Path(url.path).name).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Disposition", f'attachment; filename="{Path(url.path).name}"')
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         super().do_GET()
+
+    def _embed(self, query: dict[str, list[str]]) -> None:
+        parts = ["<!doctype html><title>embed</title><h1 id='embed'>Embedding page</h1>"]
+        if "frame" in query:
+            parts.append(f"<iframe id='frame' src='{html.escape(query['frame'][0])}'></iframe>")
+        if "popup" in query:
+            opener = html.escape(f"window.open({json.dumps(query['popup'][0])})")
+            parts.append(f"<button id='popup' onclick='{opener}'>Open</button>")
+        if "link" in query:
+            parts.append(f"<a id='link' href='{html.escape(query['link'][0])}' download>Get the file</a>")
+        body = "".join(parts).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ from worker.committer import Committer
 from worker.deps import Deps
 from worker.executor import Executor
 from worker.lease import HEARTBEAT_S, Leases
+from worker.watching import sweep_frames
 
 log = logging.getLogger(__name__)
 
@@ -357,7 +358,8 @@ def build_worker(
     async def startup(ctx: dict[str, Any]) -> None:
         services = svc or await Services.open(settings)
         committer = Committer(services.engine, services.redis)
-        policy = UrlPolicy(settings.allowed_hosts, settings.denied_hosts)
+        policy = UrlPolicy.of(settings)
+        await sweep_frames(services)  # video frames a dead worker left behind
         await committer.start()
         ctx["deps"] = deps = Deps(
             svc=services,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,13 +24,15 @@ import redis.asyncio as aioredis
 import uvicorn
 import yaml
 
-from orchestrator import auth, jobs
+from orchestrator import auth, events, jobs
 from orchestrator.config import Settings
-from orchestrator.db.engine import create_engine
+from orchestrator.db.engine import create_engine, writing
 from orchestrator.db.migrate import upgrade
 from orchestrator.dev import scratch_postgres
 from orchestrator.jobs import JobRequest
 from orchestrator.services import Services
+from orchestrator.states import JobStatus
+from orchestrator.transitions import move
 from tests.support import CHROMIUM, free_port
 from web.app import create_app
 from worker.main import build_worker
@@ -41,11 +44,19 @@ class Env:
 
     settings: Settings
     svc: Services
+    site_url: str = ""  # the local target site (tests/site)
     launches: list[int] = field(default_factory=list)
 
     def write(self, text: str, filename: str | None = None) -> str:
-        """Write a runbook file (NAME.yaml unless `filename` is given); return its name."""
+        """Write a runbook file (NAME.yaml unless `filename` is given); return its name.
+
+        Runbooks reach the local target site as `{{ site.url }}` (filters work: `{{ site.url | urlencode }}`):
+        the site's address is put there as a quoted string. `{{ server.url }}` is the app's own address,
+        which the browser may not open (orchestrator/urlpolicy.py)."""
         source = textwrap.dedent(text).lstrip()
+        if SITE_URL.search(source):
+            assert self.site_url, "this Env has no target site: open it with open_env(settings, site_url)"
+            source = SITE_URL.sub(lambda _: repr(self.site_url), source)
         name = filename or f"{yaml.safe_load(source)['name']}.yaml"
         (self.settings.runbooks_dir / name).write_text(source, encoding="utf-8")
         return Path(name).stem
@@ -79,7 +90,12 @@ class Env:
         return path
 
 
-def make_settings(tmp_path: Path, redis_url: str, public_url: str) -> Settings:
+#: `site.url` inside a template (not `inputs.site.url`), for Env.write.
+SITE_URL = re.compile(r"(?<![\w.])site\.url\b")
+
+
+def make_settings(tmp_path: Path, redis_url: str) -> Settings:
+    """The app is at BASE_URL (where http_client reaches it); the target site is elsewhere (Env.write)."""
     data = tmp_path / "data"
     runbooks = tmp_path / "runbooks"
     runbooks.mkdir(parents=True, exist_ok=True)
@@ -92,14 +108,14 @@ def make_settings(tmp_path: Path, redis_url: str, public_url: str) -> Settings:
         host="127.0.0.1",
         port=0,
         worker_concurrency=4,
-        public_url=public_url,
+        public_url=BASE_URL,
         secret_key="integration-test-secret-key",
     )
 
 
-async def prepare(tmp_path: Path, redis_url: str, site_url: str) -> Settings:
+async def prepare(tmp_path: Path, redis_url: str) -> Settings:
     """Settings on a fresh, migrated SQLite file, with Redis flushed."""
-    settings = make_settings(tmp_path, redis_url, site_url)
+    settings = make_settings(tmp_path, redis_url)
     await asyncio.to_thread(upgrade, settings.database_url)
     client = aioredis.from_url(redis_url)
     try:
@@ -110,30 +126,30 @@ async def prepare(tmp_path: Path, redis_url: str, site_url: str) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def open_env(settings: Settings) -> AsyncIterator[Env]:
+async def open_env(settings: Settings, site_url: str = "") -> AsyncIterator[Env]:
     svc = await Services.open(settings)
     try:
-        yield Env(settings, svc)
+        yield Env(settings, svc, site_url)
     finally:
         await svc.close()
 
 
 @pytest.fixture
-async def settings(tmp_path: Path, redis_url: str, site_url: str) -> Settings:
-    return await prepare(tmp_path, redis_url, site_url)
+async def settings(tmp_path: Path, redis_url: str) -> Settings:
+    return await prepare(tmp_path, redis_url)
 
 
 @pytest.fixture
-async def env(settings: Settings) -> AsyncIterator[Env]:
-    async with open_env(settings) as opened:
+async def env(settings: Settings, site_url: str) -> AsyncIterator[Env]:
+    async with open_env(settings, site_url) as opened:
         yield opened
 
 
 @pytest.fixture(scope="module")
 async def module_env(tmp_path_factory: pytest.TempPathFactory, redis_url: str, site_url: str) -> AsyncIterator[Env]:
     """One orchestrator for a whole module, for modules that run one job and check it from several tests."""
-    settings = await prepare(tmp_path_factory.mktemp("module"), redis_url, site_url)
-    async with open_env(settings) as opened:
+    settings = await prepare(tmp_path_factory.mktemp("module"), redis_url)
+    async with open_env(settings, site_url) as opened:
         yield opened
 
 
@@ -217,12 +233,12 @@ async def live_server(settings: Settings) -> AsyncIterator[str]:
 async def any_db_env(
     request: pytest.FixtureRequest, tmp_path: Path, redis_url: str, site_url: str
 ) -> AsyncIterator[Env]:
-    settings = await prepare(tmp_path, redis_url, site_url)
+    settings = await prepare(tmp_path, redis_url)
     if request.param == "sqlite":
-        async with open_env(settings) as env:
+        async with open_env(settings, site_url) as env:
             yield env
         return
-    async with scratch_postgres() as url, open_env(replace(settings, database_url=url)) as env:
+    async with scratch_postgres() as url, open_env(replace(settings, database_url=url), site_url) as env:
         yield env
 
 
@@ -262,6 +278,15 @@ async def running_worker(env: Env, concurrency: int = 2) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await worker.close()
+
+
+async def to_waiting(env: Env, job_id: str) -> None:
+    """Bring a job to waiting_for_approval through the state table (no worker needed)."""
+    moved: list[events.Pending] = []
+    async with writing(env.svc.engine) as conn:
+        await move(conn, job_id, JobStatus.RUNNING, events=moved)
+        await move(conn, job_id, JobStatus.WAITING_FOR_APPROVAL, events=moved)
+        await events.append(conn, moved)
 
 
 async def until(env: Env, job_id: str, *statuses: str, seconds: float = 60) -> dict[str, Any]:

@@ -18,16 +18,16 @@ FAILURES = """
       step_timeout: 0.5
       retries: 0
     steps:
-      - {id: open, action: goto, url: "{{ server.url }}/data.html", timeout: 10}
+      - {id: open, action: goto, url: "{{ site.url }}/data.html", timeout: 10}
       - {id: read-title, action: extract, selector: "#title", save_as: title, timeout: 10}
       - {id: report, action: download, selector: "#report", save_as: report, timeout: 10}
 
-      - {id: goto-404, action: goto, url: "{{ server.url }}/missing.html", continue_on_error: true}
+      - {id: goto-404, action: goto, url: "{{ site.url }}/missing.html", continue_on_error: true}
       - {id: goto-scheme, action: goto, url: "file:///etc/passwd", continue_on_error: true}
-      - {id: goto-slow, action: goto, url: "{{ server.url }}/slow?seconds=3", continue_on_error: true}
+      - {id: goto-slow, action: goto, url: "{{ site.url }}/slow?seconds=3", continue_on_error: true}
       - {id: goto-template, action: goto, url: "{{ inputs.nowhere }}/x", continue_on_error: true}
 
-      - {id: back, action: goto, url: "{{ server.url }}/data.html", timeout: 10}
+      - {id: back, action: goto, url: "{{ site.url }}/data.html", timeout: 10}
       - {id: click-missing, action: click, selector: ["#nope", "#nada"], continue_on_error: true}
       - {id: fill-missing, action: fill, selector: "#nope", value: x, continue_on_error: true}
       - {id: fill-not-a-field, action: fill, selector: "#title", value: x, continue_on_error: true}
@@ -56,7 +56,7 @@ FAILURES = """
       - {id: sleep-too-long, action: sleep, seconds: 5, continue_on_error: true}
       - {id: sleep-bad-type, action: sleep, seconds: "{{ 'soon' }}", continue_on_error: true}
 
-      - {id: form, action: goto, url: "{{ server.url }}/form.html", timeout: 10}
+      - {id: form, action: goto, url: "{{ site.url }}/form.html", timeout: 10}
       - {id: check-not-a-box, action: check, selector: "#name", continue_on_error: true}
       - {id: select-no-option, action: select, selector: "#color", value: purple, continue_on_error: true}
       - {id: last, action: set, values: {done: true}}

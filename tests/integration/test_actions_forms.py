@@ -20,7 +20,7 @@ FORMS = """
     steps:
       - id: open
         action: goto
-        url: "{{ server.url }}/form.html"
+        url: "{{ site.url }}/form.html"
       - id: name
         action: fill
         selector: "#name"

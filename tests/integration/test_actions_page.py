@@ -19,7 +19,7 @@ PAGE = """
     steps:
       - id: open
         action: goto
-        url: "{{ server.url }}/data.html"
+        url: "{{ site.url }}/data.html"
       - id: wait-late
         action: wait_for
         selector: "#late"
@@ -87,7 +87,7 @@ PAGE = """
         url: "**/form.html?from=data"
       - id: open-upload
         action: goto
-        url: "{{ server.url }}/upload.html"
+        url: "{{ site.url }}/upload.html"
       - id: upload
         action: upload
         selector: "#file"

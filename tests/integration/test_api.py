@@ -242,7 +242,7 @@ UPLOAD_INPUT = """
     inputs:
       attachment: {type: file, required: true}
     steps:
-      - {id: open, action: goto, url: "{{ server.url }}/upload.html", timeout: 10}
+      - {id: open, action: goto, url: "{{ site.url }}/upload.html", timeout: 10}
       - {id: upload, action: upload, selector: "#file", file: "{{ inputs.attachment }}", timeout: 10}
       - {id: read, action: extract, selector: "#uploaded", save_as: uploaded, timeout: 10}
 """

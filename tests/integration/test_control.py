@@ -20,7 +20,7 @@ name: form-approval
 inputs:
   wait: {type: number}
 steps:
-  - {id: open, action: goto, url: "{{ server.url }}/form.html"}
+  - {id: open, action: goto, url: "{{ site.url }}/form.html"}
   - {id: type-name, action: fill, selector: "#name", value: Initech}
   - id: ask
     action: approval

@@ -206,12 +206,12 @@ inputs:
   password: {type: string, secret: true}
 settings: {step_timeout: 10}
 steps:
-  - {id: open, action: goto, url: "{{ server.url }}/form.html"}
+  - {id: open, action: goto, url: "{{ site.url }}/form.html"}
   - {id: type, action: fill, selector: "#notes", value: "pw {{ inputs.password }}"}
   - {id: save, action: click, selector: "#save"}
   - {id: read, action: extract, selector: "#result", save_as: saved}
   - {id: copy, action: set, values: {copy: "{{ inputs.password }}"}}
-  - {id: broken, action: goto, url: "{{ server.url }}/missing-{{ inputs.password }}", continue_on_error: true}
+  - {id: broken, action: goto, url: "{{ site.url }}/missing-{{ inputs.password }}", continue_on_error: true}
   - {id: dump, action: export, format: json, data: "{{ captured }}", filename: captured.json}
 outputs:
   leaked: "{{ inputs.password }}"
@@ -284,12 +284,12 @@ HOSTS = """
 name: hosts
 settings: {step_timeout: 10}
 steps:
-  - {id: allowed, action: goto, url: "{{ server.url }}/data.html"}
-  - {id: denied, action: goto, url: "{{ server.url | replace('127.0.0.1', 'localhost') }}/data.html",
+  - {id: allowed, action: goto, url: "{{ site.url }}/data.html"}
+  - {id: denied, action: goto, url: "{{ site.url | replace('127.0.0.1', 'localhost') }}/data.html",
      continue_on_error: true}
   - id: redirected
     action: goto
-    url: "{{ server.url }}/redirect?to={{ server.url | replace('127.0.0.1', 'localhost') | urlencode }}%2Fdata.html"
+    url: "{{ site.url }}/redirect?to={{ site.url | replace('127.0.0.1', 'localhost') | urlencode }}%2Fdata.html"
     continue_on_error: true
 """
 
@@ -315,7 +315,7 @@ HOSTILE = """
 name: hostile
 settings: {step_timeout: 10}
 steps:
-  - {id: open, action: goto, url: "{{ server.url }}/hostile.html"}
+  - {id: open, action: goto, url: "{{ site.url }}/hostile.html"}
   - {id: text, action: extract, selector: "#evil", save_as: evil}
   - {id: title, action: set, values: {title: "<img src=x onerror=\\"window.__xss='set'\\">"}}
   - {id: fail, action: assert, selector: "#evil", text: "<script>window.__xss='error'</script>",
@@ -342,7 +342,7 @@ inputs:
   password: {type: string, secret: true}
 settings: {step_timeout: 10}
 steps:
-  - {id: open, action: goto, url: "{{ server.url }}/form.html", screenshot: never}
+  - {id: open, action: goto, url: "{{ site.url }}/form.html", screenshot: never}
   - {id: name, action: fill, selector: "#name", value: "Ada", screenshot: never}
   - {id: type, action: fill, selector: "#notes", value: "pw {{ inputs.password }}", screenshot: never}
   - {id: shot, action: screenshot, name: after-typing}

@@ -21,7 +21,7 @@ name: watched
 inputs:
   pin: {type: string, secret: true}
 steps:
-  - {id: open, action: goto, url: "{{ server.url }}/ticker.html"}
+  - {id: open, action: goto, url: "{{ site.url }}/ticker.html"}
   - {id: pin, action: fill, selector: "#pin", value: "{{ inputs.pin }}"}
   - {id: name, action: fill, selector: "#name", value: "8888"}
   - {id: wait, action: sleep, seconds: %s}
@@ -87,7 +87,7 @@ async def test_the_job_page_shows_live_frames_only_while_watched_with_secrets_hi
 FAILING = """
 name: failing
 steps:
-  - {id: open, action: goto, url: "{{ server.url }}/ticker.html"}
+  - {id: open, action: goto, url: "{{ site.url }}/ticker.html"}
   - {id: press, action: click, selector: ["#nope", ".missing"], timeout: 1}
 """
 
@@ -123,7 +123,7 @@ RECORDED = """
 name: recorded
 settings: {video: true}
 steps:
-  - {id: open, action: goto, url: "{{ server.url }}/ticker.html"}
+  - {id: open, action: goto, url: "{{ site.url }}/ticker.html"}
   - {id: wait, action: sleep, seconds: 3}
   - {id: type, action: fill, selector: "#name", value: "after the wait"}
   - {id: wait-more, action: sleep, seconds: 2}
@@ -171,7 +171,7 @@ async def test_a_recorded_job_has_a_video_as_long_as_the_job_and_steps_seek_into
 APPROVAL = """
 name: sign-off
 steps:
-  - {id: open, action: goto, url: "{{ server.url }}/ticker.html"}
+  - {id: open, action: goto, url: "{{ site.url }}/ticker.html"}
   - {id: ask, action: approval, message: "Go on?"}
 """
 
@@ -194,7 +194,7 @@ CANCELLED = """
 name: cut-short
 settings: {video: true}
 steps:
-  - {id: open, action: goto, url: "{{ server.url }}/ticker.html"}
+  - {id: open, action: goto, url: "{{ site.url }}/ticker.html"}
   - {id: note, action: set, values: {seen: true}}
   - {id: nap, action: sleep, seconds: 30, timeout: 60}
 """

@@ -47,7 +47,7 @@ settings: {retries: 0}
 steps:
   - {id: s1, action: set, values: {a: 20}}
   - {id: s2, action: set, values: {b: "{{ captured.a + 1 }}"}}
-  - {id: s3, action: goto, url: "{{ server.url }}/{{ inputs.page }}", timeout: 10}
+  - {id: s3, action: goto, url: "{{ site.url }}/{{ inputs.page }}", timeout: 10}
   - {id: s4, action: set, values: {c: "{{ captured.b * 2 }}"}}
 outputs:
   c: "{{ captured.c }}"

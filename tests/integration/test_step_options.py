@@ -52,7 +52,7 @@ async def test_retries_from_the_runbook_settings_let_a_late_element_be_clicked(e
         settings:
           retries: 20
         steps:
-          - {id: open, action: goto, url: "{{ server.url }}/form.html?late=2500", timeout: 10, screenshot: never}
+          - {id: open, action: goto, url: "{{ site.url }}/form.html?late=2500", timeout: 10, screenshot: never}
           - {id: click-late, action: click, selector: "#late-button", timeout: 0.3}
           - {id: read, action: extract, selector: "#late-slot", save_as: slot, timeout: 5}
     """)
@@ -117,7 +117,7 @@ async def test_screenshot_after_before_and_never(env: Env) -> None:
         settings:
           step_timeout: 10
         steps:
-          - {id: open, action: goto, url: "{{ server.url }}/data.html"}
+          - {id: open, action: goto, url: "{{ site.url }}/data.html"}
           - {id: quiet, action: extract, selector: "#title", save_as: title, screenshot: never}
           - {id: early, action: extract, selector: "#title", save_as: title2, screenshot: before}
     """)
@@ -149,8 +149,8 @@ async def test_a_job_with_browser_actions_uses_one_browser(env: Env) -> None:
     job = await env.run("""
         name: one-browser
         steps:
-          - {id: one, action: goto, url: "{{ server.url }}/data.html"}
-          - {id: two, action: goto, url: "{{ server.url }}/form.html"}
+          - {id: one, action: goto, url: "{{ site.url }}/data.html"}
+          - {id: two, action: goto, url: "{{ site.url }}/form.html"}
     """)
     assert job["status"] == "completed", job["error"]
     assert env.launches == [1]
@@ -167,7 +167,7 @@ async def test_a_machine_without_chromium_fails_the_step_with_how_to_fix_it(
     job = await env.run("""
         name: no-chromium
         steps:
-          - {id: open, action: goto, url: "{{ server.url }}/data.html"}
+          - {id: open, action: goto, url: "{{ site.url }}/data.html"}
     """)
     assert job["status"] == "failed"
     assert job["attempt"] == 1

@@ -33,7 +33,7 @@ from worker.main import build_worker
 RUNBOOK = """
 name: survivor
 steps:
-  - {id: open, action: goto, url: "{{ server.url }}/form.html"}
+  - {id: open, action: goto, url: "{{ site.url }}/form.html"}
   - {id: type-name, action: fill, selector: "#name", value: Initech}
   - {id: long, action: sleep, seconds: 4}
   - {id: read-name, action: extract, selector: "#name", save_as: name}
@@ -203,7 +203,7 @@ async def test_twenty_killed_workers_lose_no_job_and_repeat_no_finished_step(env
 APPROVAL = """
 name: approve-after-death
 steps:
-  - {id: open, action: goto, url: "{{ server.url }}/form.html"}
+  - {id: open, action: goto, url: "{{ site.url }}/form.html"}
   - {id: type-name, action: fill, selector: "#name", value: Initech}
   - {id: ask, action: approval, message: "Go on?"}
   - {id: read-name, action: extract, selector: "#name", save_as: name}

@@ -6,24 +6,60 @@ import asyncio
 from typing import Any
 
 from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Request, Response
 
 from orchestrator.errors import StepError, StepTimeout
 from orchestrator.runbooks.steps import Goto, Sleep, WaitFor
 from worker.actions.locate import _first_line, locate
 from worker.context import StepContext
+from worker.proxy import PROXY_HEADER
 
 
 async def goto(ctx: StepContext, step: Goto) -> dict[str, Any] | None:
-    if why := ctx.policy.refusal(step.url):
-        raise StepError(f"The URL {step.url!r} is refused: {why}.")
+    """Open `step.url`. A request the browser's proxy refused on the way (a redirect, a frame) does not fail
+    here: the executor's check of where the page went fails the step with it, naming the URL and why."""
+    verdict = await ctx.policy.check_url(step.url)
+    if verdict.refusal is not None:
+        raise StepError(f"The URL {step.url!r} is refused: {verdict.refusal}.")
+    if verdict.failure is not None:
+        raise StepError(f"Could not open {step.url}: {verdict.failure}.")
     page = await ctx.page()
+    failed: list[str] = []  # what failed on the way: a tunnel the proxy refused is among them
+
+    def note(request: Request) -> None:
+        failed.append(request.url)
+
+    page.on("requestfailed", note)
     try:
         response = await page.goto(step.url, wait_until=step.wait_until, timeout=ctx.timeout_ms)
     except PlaywrightError as exc:
-        raise StepError(f"Could not open {step.url}: {_first_line(exc)}") from None
+        if await _refused(ctx, failed):
+            return None
+        raise StepError(_not_opened(step.url, _first_line(exc))) from None
+    finally:
+        page.remove_listener("requestfailed", note)
     if response is not None and response.status >= 400:
-        raise StepError(f"{step.url} answered HTTP {response.status}.")
+        if response.headers.get(PROXY_HEADER) == "403":
+            return None
+        raise StepError(await _answered(step.url, response))
     return None
+
+
+async def _refused(ctx: StepContext, urls: list[str]) -> bool:
+    return any([(await ctx.policy.check_url(url)).refusal for url in urls])
+
+
+def _not_opened(url: str, error: str) -> str:
+    if "ERR_TUNNEL_CONNECTION_FAILED" in error:  # the proxy could not connect (it refused nothing)
+        return f"Could not open {url}: the worker could not connect to it ({error})."
+    return f"Could not open {url}: {error}"
+
+
+async def _answered(url: str, response: Response) -> str:
+    if response.headers.get(PROXY_HEADER) is None:  # the site's own answer
+        return f"{url} answered HTTP {response.status}."
+    said = (await response.text()).strip()  # the proxy's one sentence: it could not reach the host
+    return f"Could not open {response.url}: {said[:1].lower()}{said[1:]}"
 
 
 async def wait_for(ctx: StepContext, step: WaitFor) -> dict[str, Any] | None:
