@@ -17,8 +17,21 @@ from orchestrator.runbooks.schema import InputSpec
 MASK = "********"
 
 
-def validate(specs: dict[str, InputSpec], given: Any) -> dict[str, Any]:
-    """The clean inputs (defaults applied, types coerced from strings), or InvalidInput naming each field."""
+#: The defaults of ORCH_MAX_RECORDS and ORCH_MAX_RECORDS_BYTES (orchestrator/config.py): records in one
+#: `records` input, and that input's size as JSON.
+MAX_RECORDS = 10_000
+MAX_RECORDS_BYTES = 10 * 1024 * 1024
+
+
+def validate(
+    specs: dict[str, InputSpec],
+    given: Any,
+    *,
+    max_records: int = MAX_RECORDS,
+    max_records_bytes: int = MAX_RECORDS_BYTES,
+) -> dict[str, Any]:
+    """The clean inputs (defaults applied, types coerced from strings), or InvalidInput naming each field.
+    A `records` input holds at most `max_records` records of at most `max_records_bytes` as JSON."""
     if given is None:
         given = {}
     if not isinstance(given, dict):
@@ -35,6 +48,8 @@ def validate(specs: dict[str, InputSpec], given: Any) -> dict[str, Any]:
             continue
         try:
             clean[name] = _check(spec, value)
+            if spec.type == "records":
+                _within(clean[name], max_records, max_records_bytes)
         except ValueError as exc:
             errors[name] = str(exc)
     if errors:
@@ -118,6 +133,14 @@ def _records(value: Any) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
         raise ValueError("must be a list of objects")
     return value
+
+
+def _within(records: list[dict[str, Any]], count: int, size: int) -> None:
+    """Refuse more records than `count`, or more than `size` bytes of them as JSON (as they are stored)."""
+    if len(records) > count:
+        raise ValueError(f"has {len(records)} records; at most {count} records are allowed (ORCH_MAX_RECORDS)")
+    if len(json.dumps(records, default=str)) > size:
+        raise ValueError(f"is larger than {size} bytes as JSON, the most allowed (ORCH_MAX_RECORDS_BYTES)")
 
 
 MAX_FILE_BYTES = 10 * 1024 * 1024

@@ -10,16 +10,31 @@ import contextlib
 import json
 import logging
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sse_starlette import ServerSentEvent
 
 from orchestrator import events
+from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
 
 log = logging.getLogger(__name__)
 BATCH = 500
+
+
+async def resume_point(
+    conn: AsyncConnection, after: int, limit: int, job_id: str | None = None, types: Sequence[str] | None = None
+) -> int | None:
+    """None when at most `limit` events (of this job, of these types) came after `after`: a client that
+    saw `after` is replayed all it missed. Else the id after which the newest `limit` of them start."""
+    query = select(t.events.c.id).where(t.events.c.id > after).order_by(t.events.c.id.desc())
+    if job_id is not None:
+        query = query.where(t.events.c.job_id == job_id)
+    if types:
+        query = query.where(t.events.c.type.in_(types))
+    return (await conn.execute(query.offset(limit).limit(1))).scalar()
 
 
 def encode(event: events.Event) -> bytes:
@@ -53,6 +68,16 @@ class Feed:
         """News once the feed holds it (and the hub's heartbeats) while the block runs."""
         with self._hub.subscribe(self._key) as subscription:
             yield subscription
+
+    async def resume(self, after: int, limit: int) -> int:
+        """Where a client that last saw `after` goes on: right after it, unless more than `limit` events
+        came since; then at the newest `limit` (from memory when the feed holds that far back)."""
+        if after >= self._base:
+            held = len(self._ids) - bisect_right(self._ids, after)
+            return after if held <= limit else self._ids[-limit - 1]
+        async with reading(self._engine) as conn:
+            found = await resume_point(conn, after, limit, types=self._types)
+        return after if found is None else found
 
     async def after(self, after: int) -> list[tuple[int, bytes]]:
         """The events after `after` (at most BATCH) as (id, SSE bytes), as the feed holds them."""

@@ -6,7 +6,9 @@
   to the `orch:frames` channel; the web app turns that into an SSE `screenshot` event with the frame's
   URL. Nobody watching: no frames at all (unless the job records a video).
 - Video: when the job records one, every frame is kept on disk with its time, and `encode` turns
-  them into a WebM file when the job ends.
+  them into a WebM file when the job ends. A `VideoBudget` caps the frames, their bytes and the
+  seconds recorded (ORCH_VIDEO_MAX_FRAMES, _BYTES, _SECONDS): past a cap no frame is kept, and the
+  video ends there.
 Fields filled from secret inputs are hidden in the page itself before they are typed into (see
 `forms.fill`), so frames never show them.
 """
@@ -21,6 +23,7 @@ import logging
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +43,69 @@ MAX_WIDTH = 1280
 QUALITY = 60
 
 
+@dataclass
+class VideoBudget:
+    """What one job's session video may keep, across all its pages: frames are kept until one cap is
+    reached, and the video ends there (`ended_at`, with the cap in `reason`)."""
+
+    started: float  # wall-clock time the recording starts from
+    max_frames: int
+    max_bytes: int
+    max_seconds: float
+    frames: int = 0
+    size: int = 0
+    ended_at: float | None = None
+    reason: str | None = None
+
+    @property
+    def recording(self) -> bool:
+        return self.ended_at is None
+
+    def take(self, size: int, at: float) -> bool:
+        """Whether a frame of `size` bytes, shot at `at`, is kept; the first one past a cap ends the video."""
+        if self.ended_at is not None:
+            return False
+        reason = self._reached(size, at)
+        if reason is not None:
+            self.ended_at, self.reason = max(at, self.started), reason
+            return False
+        self.frames += 1
+        self.size += size
+        return True
+
+    def _reached(self, size: int, at: float) -> str | None:
+        if self.frames >= self.max_frames:
+            return f"{self.max_frames} frames (ORCH_VIDEO_MAX_FRAMES)"
+        if self.size + size > self.max_bytes:
+            return f"{self.max_bytes} bytes of frames (ORCH_VIDEO_MAX_BYTES)"
+        if at - self.started > self.max_seconds:
+            return f"{self.max_seconds:g} s (ORCH_VIDEO_MAX_SECONDS)"
+        return None
+
+    def stopped_by(self, now: float) -> str | None:
+        """The cap that ended the video before `now`, if one did."""
+        if self.reason is None and now - self.started > self.max_seconds:
+            return f"{self.max_seconds:g} s (ORCH_VIDEO_MAX_SECONDS)"
+        return self.reason
+
+    def end(self, now: float) -> float:
+        """When the video ends: where a cap stopped it, else now; never past the seconds it may last."""
+        return min(self.ended_at or now, self.started + self.max_seconds)
+
+
 class Screencast:
-    def __init__(self, page: Page, redis: Redis, job_id: str, video_dir: Path | None = None, prefix: str = "") -> None:
+    def __init__(
+        self,
+        page: Page,
+        redis: Redis,
+        job_id: str,
+        video_dir: Path | None = None,
+        prefix: str = "",
+        budget: VideoBudget | None = None,
+    ) -> None:
         self._page, self._redis, self.job_id = page, redis, job_id
         self._video_dir, self._prefix = video_dir, prefix
+        self._budget = budget
         self._session: CDPSession | None = None
         self._casting = False
         self._watched = False
@@ -58,7 +120,7 @@ class Screencast:
         self._session.on("Page.screencastFrame", self._on_frame)
         if self._video_dir is not None:
             self._video_dir.mkdir(parents=True, exist_ok=True)
-            await self._cast(True)
+            await self._cast(self._recording)
         self._task = asyncio.create_task(self._follow_watchers(), name=f"screencast-{self.job_id}")
 
     async def stop(self) -> None:
@@ -80,8 +142,13 @@ class Screencast:
                 self._watched = bool(await self._redis.exists(watch_key(self.job_id)))
             except (RedisError, OSError):
                 self._watched = False
-            await self._cast(self._watched or self._video_dir is not None)
+            await self._cast(self._watched or self._recording)
             await asyncio.sleep(WATCH_POLL_S)
+
+    @property
+    def _recording(self) -> bool:
+        """Frames are still wanted for the video (it records, and no cap has ended it)."""
+        return self._video_dir is not None and (self._budget is None or self._budget.recording)
 
     async def _cast(self, on: bool) -> None:
         if on == self._casting or self._session is None:
@@ -102,7 +169,7 @@ class Screencast:
         image = base64.b64decode(params["data"])
         at = float(params.get("metadata", {}).get("timestamp") or time.time())
         self._seq += 1
-        if self._video_dir is not None:
+        if self._video_dir is not None and (self._budget is None or self._budget.take(len(image), at)):
             path = self._video_dir / f"{self._prefix}{self._seq:06d}.jpg"
             path.write_bytes(image)
             self.frames.append((at, path))

@@ -14,13 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 from playwright.async_api import ConsoleMessage, Page
 from playwright.async_api import Error as PlaywrightError
+from sqlalchemy import select
 
+from orchestrator.db import tables as t
+from orchestrator.db.engine import reading
 from orchestrator.events import Pending
+from orchestrator.services import Services
+from orchestrator.states import JobStatus
 from orchestrator.views import artifact_view, iso
 from worker.committer import Statement
 from worker.context import StepContext
 from worker.rows import INSERT_ARTIFACT, jsonable
-from worker.screencast import Screencast, encode
+from worker.screencast import Screencast, VideoBudget, encode
 
 if TYPE_CHECKING:
     from worker.deps import Deps
@@ -45,14 +50,19 @@ class WatchingMixin:
         self._cast: Screencast | None = None
         self._video_dir: Path | None = None
         self._video_started: float | None = None  # wall-clock time the recording starts from
+        self._budget: VideoBudget | None = None
         self._console: deque[str] = deque(maxlen=CONSOLE_KEPT)
         self._earlier_frames: list[tuple[float, Path]] = []
         self._casts = 0
 
     def _record_video(self, wanted: bool) -> None:
         if wanted:
-            self._video_dir = self.deps.svc.settings.data_dir / "frames" / f"{self.job_id}-{self.attempt}"
+            settings = self.deps.svc.settings
+            self._video_dir = frames_root(settings.data_dir) / f"{self.job_id}-{self.attempt}"
             self._video_started = time.time()
+            self._budget = VideoBudget(
+                self._video_started, settings.video_max_frames, settings.video_max_bytes, settings.video_max_seconds
+            )
 
     @property
     def video_started_at(self) -> str | None:
@@ -66,7 +76,9 @@ class WatchingMixin:
         page.on("pageerror", lambda error: self._console.append(str(error)))
         self._earlier_frames += await self._stop_cast()  # the page before this one (it was closed)
         self._casts += 1
-        self._cast = Screencast(page, self.deps.svc.redis, self.job_id, self._video_dir, prefix=f"{self._casts}-")
+        self._cast = Screencast(
+            page, self.deps.svc.redis, self.job_id, self._video_dir, prefix=f"{self._casts}-", budget=self._budget
+        )
         try:
             await self._cast.start()
         except PlaywrightError as exc:
@@ -95,18 +107,30 @@ class WatchingMixin:
     async def _save_video(self, frames: list[tuple[float, Path]]) -> None:
         """Encode the session video and store it as the job's `video` artifact (no frames: only
         clear the frames away)."""
-        directory, started = self._video_dir, self._video_started
+        directory, started, budget = self._video_dir, self._video_started, self._budget
         if directory is None or started is None:
             return
         try:
             if frames:
+                now = time.time()
+                ended = budget.end(now) if budget is not None else now
                 out = directory / "session.webm"
-                await asyncio.to_thread(encode, frames, started, time.time(), out)
-                stored = self.deps.svc.store.save(
-                    self.job_id, "video", "session.webm", out.read_bytes(), mime_type="video/webm"
+                await asyncio.to_thread(encode, frames, started, ended, out)
+                store = self.deps.svc.store  # copied in chunks, in a thread: never the whole video in memory
+                stored = await asyncio.to_thread(
+                    store.save_file, self.job_id, "video", "session.webm", out, mime_type="video/webm"
                 )
-                event = Pending(self.job_id, "artifact", {"job_id": self.job_id, "artifact": artifact_view(stored.row)})
-                self._write(statements=[(INSERT_ARTIFACT, stored.row)], events=[event])
+                events = [
+                    Pending(self.job_id, "artifact", {"job_id": self.job_id, "artifact": artifact_view(stored.row)})
+                ]
+                if budget is not None and (cap := budget.stopped_by(now)):
+                    message = (
+                        f"The session video stopped after {budget.frames} frames, at {ended - started:.1f} s: "
+                        f"it reached its cap of {cap}."
+                    )
+                    data = {"job_id": self.job_id, "level": "warning", "message": message}
+                    events.append(Pending(self.job_id, "log", data))
+                self._write(statements=[(INSERT_ARTIFACT, stored.row)], events=events)
         except Exception as exc:  # noqa: BLE001 - a job keeps its result even when its video fails
             log.error("job %s: the session video could not be made: %s", self.job_id, exc)
         finally:
@@ -131,3 +155,37 @@ class WatchingMixin:
             "screenshot_id": shots[-1]["id"] if shots else None,
         }
         return jsonable(found, secrets)
+
+
+def frames_root(data_dir: Path) -> Path:
+    """Where recording jobs keep their video's frames: a folder `{job}-{attempt}` each."""
+    return data_dir / "frames"
+
+
+async def sweep_frames(svc: Services) -> list[str]:
+    """Remove the frame folders no live run owns (left behind by a worker that died, or a video that
+    failed): those of jobs that are gone or finished, and of attempts other than a job's current one.
+    Any number of workers may share the data folder: a running attempt's folder is kept. Returns the
+    names removed."""
+    root = frames_root(svc.settings.data_dir)
+    folders: dict[str, list[tuple[int, Path]]] = {}
+    for entry in root.iterdir() if root.is_dir() else ():
+        job_id, _, attempt = entry.name.rpartition("-")
+        if entry.is_dir() and job_id and attempt.isdigit():
+            folders.setdefault(job_id, []).append((int(attempt), entry))
+    if not folders:
+        return []
+    async with reading(svc.engine) as conn:
+        rows = await conn.execute(
+            select(t.jobs.c.id, t.jobs.c.status, t.jobs.c.attempt).where(t.jobs.c.id.in_(list(folders)))
+        )
+        live = {r.id: r.attempt for r in rows if not JobStatus(r.status).finished}
+    removed = []
+    for job_id, found in folders.items():
+        for number, folder in found:
+            if live.get(job_id) != number:
+                await asyncio.to_thread(shutil.rmtree, folder, True)
+                removed.append(folder.name)
+    if removed:
+        log.info("removed %d frame folders left behind: %s", len(removed), ", ".join(sorted(removed)))
+    return removed

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 from pathlib import Path
 from typing import Any
 
+from playwright.async_api import Download as BrowserDownload
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Locator
 
+from orchestrator.artifacts import ArtifactStore, ArtifactTooLarge
 from orchestrator.errors import StepError
 from orchestrator.runbooks.steps import Assert, Download, Extract, Screenshot
 from worker.actions.locate import _first_line, locate
 from worker.context import StepContext
+
+#: How often a running download's size is looked at (see `_finished`).
+GROWTH_POLL_S = 0.1
 
 # Header keys come from textContent, so CSS such as text-transform does not change them.
 _TABLE_JS = """(table) => {
@@ -102,17 +108,64 @@ async def download(ctx: StepContext, step: Download) -> dict[str, Any] | None:
         async with target.page.expect_download(timeout=ctx.timeout_ms) as info:
             await target.click(timeout=ctx.timeout_ms)
         item = await info.value
-        path = await item.path()
     except PlaywrightError as exc:
         raise StepError(f"No download started after clicking {step.selector!r}: {_first_line(exc)}") from None
     suggested = Path(item.suggested_filename).name or "download"
     name = step.save_as if step.save_as and "." in step.save_as else suggested
-    content = await asyncio.to_thread(Path(path).read_bytes)
-    row = ctx.save("download", name, content)
+    try:
+        path = await _finished(item, ctx.store, name)
+        # copied to the store a chunk at a time, in a thread: never the whole file in memory
+        stored = await asyncio.to_thread(ctx.store.save_file, ctx.job_id, "download", name, path, ctx.step_id)
+    except ArtifactTooLarge as exc:
+        raise StepError(f"The download {exc.message}") from None
+    finally:
+        with contextlib.suppress(PlaywrightError):
+            await item.delete()  # the browser's copy: the store has its own now
+    ctx.artifacts.append(stored.row)
+    row = stored.row
     ref = {"artifact_id": row["id"], "name": row["name"], "size": row["size"], "url": None}
     if step.save_as:
         ctx.captured[step.save_as] = ref
     return {"download": ref}
+
+
+async def _finished(item: BrowserDownload, store: ArtifactStore, name: str) -> Path:
+    """The downloaded file once it is complete. Playwright has no size limit for downloads, so the
+    file Chromium writes meanwhile is watched, and a download that grows past what the store takes is
+    cancelled at once rather than filling the disk until the step times out."""
+    done = asyncio.ensure_future(item.path())
+    growing = _partial(item)
+    try:
+        while not done.done():
+            await asyncio.wait({done}, timeout=GROWTH_POLL_S)
+            if growing is not None and not done.done() and _size(growing) > store.max_bytes:
+                with contextlib.suppress(PlaywrightError):
+                    await item.cancel()
+                raise store.too_large(name)
+        path = done.result()
+    except PlaywrightError as exc:
+        raise StepError(f"The download of {name} failed: {_first_line(exc)}") from None
+    finally:
+        done.cancel()
+    if path.stat().st_size > store.max_bytes:
+        raise store.too_large(name)
+    return path
+
+
+def _partial(item: BrowserDownload) -> list[Path] | None:
+    """Where Chromium writes the download while it runs (`GUID.crdownload`, renamed to `GUID` when it
+    ends). Playwright keeps that path private (its artifact's `absolutePath`), so None should it move."""
+    artifact = getattr(getattr(item, "_impl_obj", None), "_artifact", None)
+    where = (getattr(artifact, "_initializer", None) or {}).get("absolutePath")
+    return [Path(where), Path(f"{where}.crdownload")] if isinstance(where, str) else None
+
+
+def _size(paths: list[Path]) -> int:
+    sizes = [0]
+    for path in paths:
+        with contextlib.suppress(OSError):
+            sizes.append(path.stat().st_size)
+    return max(sizes)
 
 
 ACTIONS = [extract, assert_, screenshot, download]
