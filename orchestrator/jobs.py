@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -31,6 +32,7 @@ from orchestrator.errors import (
     OrchestratorError,
 )
 from orchestrator.events import Pending, append, publish
+from orchestrator.ratelimit import rate_limit
 from orchestrator.runbooks.catalog import load_version
 from orchestrator.services import Services
 from orchestrator.states import ACTIONS, Action, JobStatus, StepStatus, allowed_actions
@@ -55,6 +57,12 @@ class JobRequest:
     idempotency_key: str | None = None
     source: str = "api"
     actor: str | None = None
+    #: The human who owns the job (orchestrator.auth.Principal.human of whoever started it, or the
+    #: owner of the token, hook, schedule or parent job that did); self-approval compares it.
+    owner: str | None = None
+    #: The idempotency key is the orchestrator's own (child jobs, triggers, schedule fire times): it
+    #: lives in a namespace no request can write. A caller's key is scoped by the caller (`actor`).
+    internal: bool = False
     parent_id: str | None = None
     preview: bool = False
     video: bool = False
@@ -108,15 +116,41 @@ def new_id() -> str:
     return secrets.token_hex(8)
 
 
+async def count_job(svc: Services, owner: str | None, actor: str | None, source: str) -> None:
+    """Every path that creates jobs for someone counts against their budget (ORCH_JOB_RATE a minute,
+    per owner, else per caller): requests, webhooks, schedules, triggers, re-runs and reports. Child
+    jobs count through their parent; the orchestrator's own code (no actor) is not counted."""
+    if actor is None or source == "runbook":
+        return
+    await rate_limit(svc.redis, f"jobs:{owner or actor}", svc.settings.job_rate, local=svc.counts)
+
+
+def scoped_key(request: JobRequest) -> str | None:
+    """The idempotency key as stored: `SCOPE|KEY`. A caller's key is scoped by the caller, so nobody
+    can claim or read another's job by guessing a key; the orchestrator's own keys have the empty
+    scope, which no caller has (actors are never empty and never contain `|`)."""
+    if not request.idempotency_key:
+        return None
+    scope = "" if request.internal else (request.actor or "anonymous").replace("|", "/")
+    return f"{scope}|{request.idempotency_key}"
+
+
 async def create(svc: Services, name: str, request: JobRequest) -> tuple[dict[str, Any], bool]:
     """Create and enqueue a job; returns (job, created). An idempotency_key seen before returns that job."""
     version = await svc.catalog.get(name)
     runbook = version.runbook
     if runbook.status == "draft" and not request.preview:
         raise OrchestratorError(f"Runbook {name} is a draft: it can only be run as a preview.")
-    if request.idempotency_key and (existing := await _by_key(svc, name, request.idempotency_key)):
+    key = scoped_key(request)
+    if key and (existing := await _by_key(svc, name, key)):
         return existing, False
-    clean = job_inputs.validate(runbook.inputs, request.inputs)
+    await count_job(svc, request.owner, request.actor, request.source)
+    clean = job_inputs.validate(
+        runbook.inputs,
+        request.inputs,
+        max_records=svc.settings.max_records,
+        max_records_bytes=svc.settings.max_records_bytes,
+    )
     digest = _inputs_hash(svc, clean)
     job_id, now = new_id(), utcnow()
     attachments = _store_files(svc, job_id, runbook.inputs, clean)
@@ -132,6 +166,7 @@ async def create(svc: Services, name: str, request: JobRequest) -> tuple[dict[st
         "priority": priority,
         "source": request.source,
         "created_by": request.actor,
+        "owner": request.owner,
         "inputs": public,
         "secret_inputs": svc.box.seal(secret),
         "tags": request.tags,
@@ -140,7 +175,7 @@ async def create(svc: Services, name: str, request: JobRequest) -> tuple[dict[st
         "updated_at": now,
         "scheduled_at": request.run_at,
         "parent_id": request.parent_id,
-        "idempotency_key": request.idempotency_key,
+        "idempotency_key": key,
         "inputs_hash": digest,
         "preview": request.preview,
         "video": request.video or runbook.settings.video,
@@ -150,13 +185,15 @@ async def create(svc: Services, name: str, request: JobRequest) -> tuple[dict[st
     steps = [(step.id, step.name, step.action) for step in runbook.steps]
     try:
         await _insert(svc, row, steps, attachments, dedupe=runbook.settings.dedupe == "inputs")
-    except IntegrityError:
-        if request.idempotency_key and (existing := await _by_key(svc, name, request.idempotency_key)):
+    except BaseException as exc:
+        if attachments:  # the files were written first: a job refused (a duplicate, say) keeps none
+            svc.store.delete_job(job_id)
+        if isinstance(exc, IntegrityError) and key and (existing := await _by_key(svc, name, key)):
             return existing, False
         raise
     await _enqueue(svc, row, runbook.settings.concurrency)
     async with reading(svc.engine) as conn:
-        return await job_view(conn, job_id), True
+        return await job_view(conn, job_id, svc.settings.job_records), True
 
 
 async def _refuse_duplicate(conn: Any, row: dict[str, Any]) -> None:
@@ -259,12 +296,12 @@ async def _by_key(svc: Services, name: str, key: str) -> dict[str, Any] | None:
         job_id = (
             await conn.execute(select(t.jobs.c.id).where(t.jobs.c.runbook == name, t.jobs.c.idempotency_key == key))
         ).scalar()
-        return await job_view(conn, job_id) if job_id else None
+        return await job_view(conn, job_id, svc.settings.job_records) if job_id else None
 
 
 async def get(svc: Services, job_id: str) -> dict[str, Any]:
     async with reading(svc.engine) as conn:
-        return await job_view(conn, job_id)
+        return await job_view(conn, job_id, svc.settings.job_records)
 
 
 @dataclass
@@ -278,6 +315,10 @@ class JobFilter:
     until: datetime | None = None
     limit: int = 50
     start: int = 0
+
+
+#: What the job list reads of each row: not its inputs, sealed secrets or checkpoint (they can be large).
+LISTED = [c for c in t.jobs.c if c.name not in ("inputs", "secret_inputs", "checkpoint", "inputs_hash")]
 
 
 async def list_jobs(svc: Services, flt: JobFilter) -> dict[str, Any]:
@@ -301,7 +342,7 @@ async def list_jobs(svc: Services, flt: JobFilter) -> dict[str, Any]:
     if flt.until:
         where.append(t.jobs.c.created_at < flt.until)
     condition = and_(*where) if where else None
-    query = select(t.jobs).order_by(t.jobs.c.created_at.desc(), t.jobs.c.id.desc())
+    query = select(*LISTED).order_by(t.jobs.c.created_at.desc(), t.jobs.c.id.desc())
     count = select(func.count()).select_from(t.jobs)
     if condition is not None:
         query, count = query.where(condition), count.where(condition)
@@ -329,30 +370,40 @@ async def act(
     actor: str,
     comment: str | None = None,
     seen: JobStatus | None = None,
+    human: str | None = None,
 ) -> dict[str, Any]:
     """A person's action on a job: one compare-and-set transition, an audit row, an event, a signal.
 
     The move is made from the status the person saw (`seen`, else the status when the request
     arrived): of two people acting on what they both saw, one wins and the other gets 409.
+    `human` is the person behind `actor` (a token's owner, say); self-approval compares it with the
+    job's owner.
     """
     sources, target = ACTIONS[action]
     async with reading(svc.engine) as conn:
         found = (
             await conn.execute(
-                select(t.jobs.c.status, t.jobs.c.created_by, t.jobs.c.version_id, t.jobs.c.runbook).where(
+                select(t.jobs.c.status, t.jobs.c.owner, t.jobs.c.version_id, t.jobs.c.runbook, t.jobs.c.source).where(
                     t.jobs.c.id == job_id
                 )
             )
         ).first()
     if found is None:
         raise JobNotFound(f"No job has the id {job_id}.")
-    if action is Action.APPROVE and found.created_by == actor and found.version_id is not None:
+    if found.version_id is None:  # a run reported by another tool: its status is that tool's to report
+        await _audit_refused(svc, job_id, action, actor, comment, "refused: reported run")
+        raise InvalidTransition(
+            f"Job {job_id} was reported by {found.source} and is not run here: nobody can {action.value} it here.",
+            status=found.status,
+            allowed_actions=[],
+        )
+    if action is Action.APPROVE and found.owner is not None and found.owner == (human or actor):
         runbook = (await load_version(svc.engine, found.version_id)).runbook
         if not runbook.settings.self_approval:
             await _audit_refused(svc, job_id, action, actor, comment, "refused: self-approval")
             raise Forbidden(
-                f"Runbook {found.runbook} needs someone other than the person who started the job to approve "
-                "it (settings.self_approval: false)."
+                f"Runbook {found.runbook} needs someone other than the person who owns the job ({found.owner}) "
+                "to approve it (settings.self_approval: false)."
             )
     seen = seen or JobStatus(found.status)
     events: list[Pending] = []
@@ -441,13 +492,19 @@ async def _audit_refused(
 
 
 async def rerun(
-    svc: Services, job_id: str, actor: str, records: str | None = None, from_step: str | None = None
+    svc: Services,
+    job_id: str,
+    actor: str,
+    records: str | None = None,
+    from_step: str | None = None,
+    human: str | None = None,
 ) -> dict[str, Any]:
     """A new job with the same inputs (secrets included) and the same locked runbook version;
     `records="failed"` runs its loop over only the records that failed, and `from_step` starts at
     that step with the values captured before it (and the page it was on, where that is known)."""
     if records not in (None, "failed"):
         raise InvalidInput({"records": "must be failed"})
+    await count_job(svc, human, actor, "rerun")
     async with reading(svc.engine) as conn:
         old = (await conn.execute(select(t.jobs).where(t.jobs.c.id == job_id))).mappings().first()
         if old is None:
@@ -471,7 +528,8 @@ async def rerun(
             .scalars()
             .all()
         )
-    data = {**old["data"], "rerun_of": job_id}
+    # what an earlier re-run asked for is not asked again
+    data = {k: v for k, v in old["data"].items() if k not in ("from_step", "only_records")} | {"rerun_of": job_id}
     if records == "failed":
         if not failed:
             raise InvalidTransition(f"Job {job_id} has no failed records to run again.", status=old["status"])
@@ -494,11 +552,14 @@ async def rerun(
             "video",
         )
     }
+    version = await load_version(svc.engine, row["version_id"])
+    attachments = await _copy_files(svc, job_id, new_job, version.runbook.inputs, row)
     row.update(
         id=new_job,
         status=JobStatus.QUEUED.value,
         source="rerun",
         created_by=actor,
+        owner=human or actor,  # who re-runs it owns the re-run (and may not approve it, if so set)
         created_at=now,
         updated_at=now,
         metrics={},
@@ -507,22 +568,66 @@ async def rerun(
         checkpoint=checkpoint,
         inputs_hash=old["inputs_hash"],
     )
-    await _insert(svc, row, [(st["step_id"], st["name"], st["action"]) for st in steps], [], carried=carried)
-    await _enqueue(svc, row, (await load_version(svc.engine, row["version_id"])).runbook.settings.concurrency)
+    try:
+        await _insert(
+            svc, row, [(st["step_id"], st["name"], st["action"]) for st in steps], attachments, carried=carried
+        )
+    except BaseException:
+        if attachments:
+            svc.store.delete_job(new_job)
+        raise
+    await _enqueue(svc, row, version.runbook.settings.concurrency)
     return await get(svc, new_job)
+
+
+async def _copy_files(
+    svc: Services, old_job: str, new_job: str, specs: dict[str, Any], row: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """A re-run gets its own copies of the file inputs (so its upload steps find them, and deleting
+    the old job leaves it whole); `row["inputs"]` then refers to the copies."""
+    inputs, copies = dict(row["inputs"]), []
+    for name, spec in specs.items():
+        ref = inputs.get(name)
+        if spec.type != "file" or not isinstance(ref, dict) or "artifact_id" not in ref:
+            continue
+        async with reading(svc.engine) as conn:
+            old = (
+                (
+                    await conn.execute(
+                        select(t.artifacts).where(
+                            t.artifacts.c.id == ref["artifact_id"], t.artifacts.c.job_id == old_job
+                        )
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        if old is None:
+            continue
+        source = svc.store.path_of(old["path"])
+        stored = await asyncio.to_thread(
+            svc.store.save_file, new_job, "attachment", old["name"], source, mime_type=old["mime_type"]
+        )
+        copies.append(stored.row)
+        inputs[name] = {**ref, "artifact_id": stored.row["id"]}
+    row["inputs"] = inputs
+    return copies
 
 
 def _carried(
     steps: Sequence[Any], from_step: str, checkpoint: dict[str, Any] | None
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
     """The steps before `from_step` as they ended (their captured values carry over; a failed one
-    counts as skipped), and the old checkpoint when the page it holds was reached before that step."""
+    counts as skipped), and the old checkpoint when the page it holds was reached before that step.
+    An approval is never carried over: it stays pending, so the re-run asks it again before it goes on."""
     ids = [st["step_id"] for st in steps]
     if from_step not in ids:
         raise InvalidInput({"from_step": f"must be a step of this job: {', '.join(ids)}"})
     position = ids.index(from_step)
     carried = {}
     for st in steps[:position]:
+        if st["action"] == "approval":
+            continue
         status = st["status"] if st["status"] in (StepStatus.SUCCESS.value, StepStatus.SKIPPED.value) else "skipped"
         carried[st["step_id"]] = {"status": status, "captured": st["captured"], "error": None}
     usable = checkpoint and int((checkpoint or {}).get("position", position)) < position

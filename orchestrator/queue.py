@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import in_progress_key_prefix, job_key_prefix
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.db import tables as t
@@ -73,12 +73,17 @@ SETTLE_S = 1.0
 
 async def reconcile(engine: AsyncEngine, pool: ArqRedis, older_than: timedelta = timedelta(seconds=5)) -> int:
     """Enqueue again every queued job Redis does not hold (flushed, or down when the job was created),
+    and every scheduled job due within `older_than` that it does not hold (then at its time),
     and every queued job a worker took from the queue but died before claiming (arq's in-progress
     mark stays, no lease was ever taken): that one goes on as its next attempt. arq ignores a job id
     it already holds, so this never runs a job twice."""
-    cutoff = utcnow() - older_than
-    query = select(t.jobs.c.id, t.jobs.c.runbook, t.jobs.c.attempt, t.jobs.c.priority, t.jobs.c.updated_at).where(
-        t.jobs.c.status == "queued", t.jobs.c.updated_at < cutoff
+    now = utcnow()
+    cutoff = now - older_than
+    jobs = t.jobs.c
+    query = select(jobs.id, jobs.runbook, jobs.attempt, jobs.priority, jobs.updated_at, jobs.scheduled_at).where(
+        jobs.updated_at < cutoff,
+        # a job for later counts once its time is near: Redis may have lost its deferred entry too
+        or_(jobs.status == "queued", and_(jobs.status == "scheduled", jobs.scheduled_at <= now + older_than)),
     )
     async with reading(engine) as conn:
         rows = (await conn.execute(query.limit(1000))).all()
@@ -114,7 +119,9 @@ async def reconcile(engine: AsyncEngine, pool: ArqRedis, older_than: timedelta =
     enqueued = 0
     for row in lost:
         if (row.id, row.attempt, row.updated_at) in still:
-            await enqueue(pool, row.id, row.attempt, row.priority)
+            await enqueue(
+                pool, row.id, row.attempt, row.priority, aware(row.scheduled_at) if row.scheduled_at else None
+            )
             enqueued += 1
     for row in dead:
         if (row.id, row.attempt, row.updated_at) in still:

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from orchestrator import queue
+from orchestrator import approvals, queue
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
 from orchestrator.db.tables import utcnow
@@ -40,7 +40,11 @@ class Reaper:
         self._missing: dict[tuple[str, int], float] = {}
 
     async def sweep(self) -> int:
-        """Hand back every running job whose lease has been missing for CONFIRM_S; return how many."""
+        """Hand back every running job whose lease has been missing for CONFIRM_S, and decide the
+        approvals whose timeout ran out (their worker may be gone); return how many jobs moved."""
+        return await approvals.time_out_due(self._engine, self._pool) + await self._take_over_lost()
+
+    async def _take_over_lost(self) -> int:
         query = select(t.jobs.c.id, t.jobs.c.attempt, t.jobs.c.priority, t.jobs.c.checkpoint).where(
             t.jobs.c.status == JobStatus.RUNNING.value, t.jobs.c.updated_at < utcnow() - self._grace
         )

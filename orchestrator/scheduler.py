@@ -1,5 +1,5 @@
 """The scheduler process: fires due schedules as jobs, exactly one job per fire time however many
-schedulers run, and runs the reaper and the reconciler."""
+schedulers run, and runs the reaper, the reconciler and the purge of expired sessions."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator import cron, jobs, queue, schedules
+from orchestrator import auth, cron, jobs, queue, schedules
 from orchestrator.config import Settings
 from orchestrator.db.tables import aware, utcnow
 from orchestrator.errors import InvalidTransition, OrchestratorError
@@ -51,7 +51,9 @@ async def fire(svc: Services, row: Any, now: datetime) -> int:
             priority=row.priority,
             source="schedule",
             actor=f"schedule:{row.id}",
+            owner=row.owner,
             idempotency_key=f"schedule:{row.id}:{when.isoformat()}",
+            internal=True,
             data={"schedule_id": row.id, "fire_time": when.isoformat()},
         )
         try:
@@ -125,6 +127,7 @@ async def run(settings: Settings, tick_s: float = 1.0) -> None:
                     if count := await queue.reconcile(svc.engine, svc.redis):
                         log.warning("enqueued %d queued jobs that Redis did not know", count)
                     await limits.hand_out()
+                    await auth.purge_sessions(svc.engine)
                 await _pause(svc, tick_s)
             except Exception as exc:  # noqa: BLE001 - Redis or the database away: try again next tick
                 log.warning("scheduler tick failed (%s); retrying", exc)

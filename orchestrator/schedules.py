@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from orchestrator import cron
 from orchestrator import inputs as job_inputs
+from orchestrator.config import Settings
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
 from orchestrator.db.tables import utcnow
@@ -55,7 +56,7 @@ def view(row: Any) -> dict[str, Any]:
 # -- checking what callers send ------------------------------------------------------------------
 
 
-def _check(body: Any, runbook: Runbook, current: Any = None) -> dict[str, Any]:
+def _check(body: Any, runbook: Runbook, settings: Settings, current: Any = None) -> dict[str, Any]:
     """The fields of a POST body, or of a PATCH of schedule `current`; each problem named by its field."""
     if not isinstance(body, dict):
         raise InvalidInput({"body": "must be a JSON object"})
@@ -75,7 +76,7 @@ def _check(body: Any, runbook: Runbook, current: Any = None) -> dict[str, Any]:
     if "active" in values and not isinstance(values["active"], bool):
         errors["active"] = "must be true or false"
     if "inputs" in values:
-        _check_inputs(values, runbook, errors)
+        _check_inputs(values, runbook, settings, errors)
     if ("cron" in values or "timezone" in values) and "cron" not in errors:
         _check_cron(
             values.get("cron", current and current.cron), values.get("timezone", current and current.timezone), errors
@@ -90,13 +91,15 @@ def _check_choice(values: dict[str, Any], name: str, choices: tuple[str, ...], e
         errors[name] = f"must be one of {', '.join(choices)}"
 
 
-def _check_inputs(values: dict[str, Any], runbook: Runbook, errors: dict[str, str]) -> None:
+def _check_inputs(values: dict[str, Any], runbook: Runbook, settings: Settings, errors: dict[str, str]) -> None:
     given = values["inputs"]
     if not isinstance(given, dict):
         errors["inputs"] = "must be an object"
         return
     try:
-        clean = job_inputs.validate(runbook.inputs, given)
+        clean = job_inputs.validate(
+            runbook.inputs, given, max_records=settings.max_records, max_records_bytes=settings.max_records_bytes
+        )
     except InvalidInput as exc:
         errors.update({f"inputs.{k}": v for k, v in exc.details.get("fields", {}).items()})
         return
@@ -127,12 +130,13 @@ def inputs_of(svc: Services, row: Any) -> dict[str, Any]:
 # -- the API's operations ------------------------------------------------------------------------
 
 
-async def create(svc: Services, body: Any, actor: str) -> dict[str, Any]:
+async def create(svc: Services, body: Any, actor: str, owner: str | None = None) -> dict[str, Any]:
+    """A schedule made over the API; `owner` (the human who made it) owns the jobs it starts."""
     name = body.get("runbook") if isinstance(body, dict) else None
     if not isinstance(name, str) or not name:
         raise InvalidInput({"runbook": "is required: the name of the runbook to run"})
     runbook = (await svc.catalog.get(name)).runbook
-    values = _check(body, runbook)
+    values = _check(body, runbook, svc.settings)
     now = utcnow()
     row = {
         "id": secrets.token_hex(8),
@@ -145,6 +149,7 @@ async def create(svc: Services, body: Any, actor: str) -> dict[str, Any]:
         **values,
         **_stored_inputs(svc, runbook, values.get("inputs", {})),
         "created_by": actor,
+        "owner": owner,
         "created_at": now,
         "updated_at": now,
     }
@@ -190,7 +195,7 @@ async def update_one(svc: Services, schedule_id: str, body: Any) -> dict[str, An
             " only active (pause and resume) can be set here."
         )
     runbook = (await svc.catalog.get(row.runbook)).runbook
-    values = _check(body, runbook, current=row)
+    values = _check(body, runbook, svc.settings, current=row)
     merged = {"cron": row.cron, "timezone": row.timezone, "active": row.active, **values}
     if "inputs" in values:
         values.update(_stored_inputs(svc, runbook, values.pop("inputs")))

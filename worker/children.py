@@ -38,9 +38,11 @@ class ChildrenMixin:
             inputs=dict(step.inputs),
             source="runbook",
             actor=f"job:{self.job_id}",
+            owner=self._owner,
             parent_id=self.job_id,
             # the same child again when a later attempt of this job reaches this step
             idempotency_key=f"child-of:{self.job_id}:{step.id}",
+            internal=True,
         )
         try:
             child, _ = await jobs.create(self.deps.svc, step.runbook, request)

@@ -9,6 +9,7 @@ from typing import Any
 
 from playwright.async_api import Locator, Page
 
+from orchestrator import masking
 from orchestrator.artifacts import ArtifactStore
 from orchestrator.errors import StepError
 from orchestrator.urlpolicy import UrlPolicy
@@ -31,6 +32,8 @@ class StepContext:
     #: Start a child job of another runbook and wait for it (run_runbook).
     run_child: Callable[[StepContext, Any], Awaitable[dict[str, Any]]] | None = None
     retries: int = 0
+    #: The step ran in the browser (its end is made durable before the next browser step begins).
+    touched_browser: bool = False
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     logs: list[tuple[str, str]] = field(default_factory=list)
 
@@ -58,17 +61,8 @@ class StepContext:
         self.logs.append((level, message))
 
     def mask_text(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret:
-                text = text.replace(secret, "********")
-        return text
+        return masking.mask_text(text, self.secrets)
 
     def mask_value(self, value: Any) -> Any:
         """`value` with every secret in its strings (keys too) replaced by ********."""
-        if isinstance(value, str):
-            return self.mask_text(value)
-        if isinstance(value, dict):
-            return {self.mask_value(k): self.mask_value(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [self.mask_value(v) for v in value]
-        return value
+        return masking.mask_value(value, self.secrets)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from orchestrator.errors import OrchestratorError, StepError
 from orchestrator.events import Pending
 from orchestrator.jobs import JobRequest
 from orchestrator.limits import place
+from orchestrator.masking import IDENTITIES, forms, mask_value
 from orchestrator.reaper import hand_back
 from orchestrator.runbooks.catalog import load_version
 from orchestrator.runbooks.schema import Runbook
@@ -42,6 +44,7 @@ from worker.rows import (
     UPDATE_STEP,
     Claim,
     Finish,
+    Resume,
     first_line,
     jsonable,
     read_job,
@@ -105,6 +108,10 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
         self._superseded = False  # a newer attempt holds the lease (and the job's slot)
         self.tally = Tally()
         self._current: Any = None  # the current step after templating, for its diagnostics
+        self._unsynced: asyncio.Future[Any] | None = None  # the write of the last browser step, until committed
+        self._secrets: frozenset[str] = frozenset()  # every form of the job's secret inputs, once known
+        self._rerun_of: str | None = None  # the job this one re-runs (its approvals are asked again)
+        self._owner: str | None = None  # the human who owns the job: its children and triggers are theirs
         self._init_watching()
 
     # -- writing ---------------------------------------------------------------------------------
@@ -112,6 +119,8 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
     def _write(
         self, *ops: Any, statements: list[Statement] | None = None, events: list[Pending] | None = None
     ) -> asyncio.Future[Any]:
+        if self._secrets:  # whatever a step, a template or a page said, no secret leaves the run
+            ops, statements, events = self._masked(ops, statements or [], events or [])
         last = self._last
         if not ops and last is not None and not last.taken and last.done is not None:
             # The run's previous write still waits for the committer: this one rides along (fewer
@@ -125,6 +134,25 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
         self._pending.append(future)
         return future
 
+    def _masked(
+        self, ops: tuple[Any, ...], statements: list[Statement], events: list[Pending]
+    ) -> tuple[tuple[Any, ...], list[Statement], list[Pending]]:
+        secrets, keep = self._secrets, IDENTITIES
+        ops = tuple(
+            dataclasses.replace(
+                op,
+                **{
+                    f.name: mask_value(v, secrets, keep)
+                    for f in dataclasses.fields(op)
+                    if isinstance(v := getattr(op, f.name), dict)
+                },
+            )
+            for op in ops
+        )
+        statements = [(statement, mask_value(params, secrets, keep)) for statement, params in statements]
+        events = [Pending(e.job_id, e.type, mask_value(e.data, secrets, keep)) for e in events]
+        return ops, statements, events
+
     async def _flush(self) -> None:
         pending, self._pending = self._pending, []
         await asyncio.gather(*pending)
@@ -135,12 +163,12 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
         claimed = await self._claim()
         if claimed is None:
             return
-        runbook, job, resume_from = claimed
+        runbook, job, resume = claimed
         lease_timer = asyncio.get_running_loop().call_later(LEASE_AFTER_S, self._take_lease)
         self.deps.running[self.job_id] = self
         handed_back = False
         try:
-            await self._execute(runbook, job, resume_from)
+            await self._execute(runbook, job, resume)
         except asyncio.CancelledError:
             if not self.cancelled:  # the worker is stopping: hand the job to another worker now
                 handed_back = True
@@ -202,14 +230,14 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
         if not future.cancelled() and future.exception() is not None:
             log.error("job %s: a write failed: %s", self.job_id, future.exception())
 
-    async def _claim(self) -> tuple[Runbook, dict[str, Any], int] | None:
+    async def _claim(self) -> tuple[Runbook, dict[str, Any], Resume] | None:
         """Read the job and, when it is queued, move it to running without waiting for the commit:
         the move is a compare-and-set, and if it loses (the job was cancelled meanwhile) the fence
         drops every later write of this run and the run stops."""
         job_id, attempt = self.job_id, self.attempt
-        row, resume_from, restored = await self.deps.committer.read(lambda conn: read_job(conn, job_id, whole=False))
-        if resume_from == READ_AGAIN:  # the row and its steps from one snapshot
-            row, resume_from, restored = await self.deps.committer.read(lambda conn: read_job(conn, job_id), True)
+        row, resume = await self.deps.committer.read(lambda conn: read_job(conn, job_id, whole=False))
+        if resume is READ_AGAIN:  # the row and its steps from one snapshot
+            row, resume = await self.deps.committer.read(lambda conn: read_job(conn, job_id), True)
         if row is None or row["attempt"] != attempt:
             return None
         job, status = dict(row), JobStatus(row["status"])
@@ -224,8 +252,8 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
         elif status is not JobStatus.RUNNING:
             return None  # waiting on a person: nothing to run
         self._checkpoint = self._unseal(job["checkpoint"])
-        job["captured"] = restored
-        return runbook, job, resume_from
+        job["captured"] = dict(resume.captured)
+        return runbook, job, resume
 
     async def _slot_of_runbook(self, runbook: Runbook, job: dict[str, Any], status: JobStatus) -> bool:
         """settings.concurrency: whether this job may run now; if not, it waits in line, still queued."""
@@ -242,13 +270,14 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
         self._limited = (job["runbook"], limit)
         return True
 
-    async def _execute(self, runbook: Runbook, job: dict[str, Any], resume_from: int) -> None:
+    async def _execute(self, runbook: Runbook, job: dict[str, Any], resume: Resume) -> None:
         started = time.monotonic()
         self._record_video(bool(job.get("video")) or runbook.settings.video)
         only = (job["data"] or {}).get("only_records")
         self._only_records = frozenset(map(str, only)) if isinstance(only, list) else None
         inputs = {**job["inputs"], **self.deps.svc.box.open(job["secret_inputs"])}
-        secrets = frozenset(str(v) for k, v in inputs.items() if k in runbook.inputs and runbook.inputs[k].secret)
+        secrets = forms(v for k, v in inputs.items() if k in runbook.inputs and runbook.inputs[k].secret)
+        self._secrets = secrets
         scope: dict[str, Any] = {
             "inputs": inputs,
             "captured": job["captured"],
@@ -257,10 +286,14 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
         }
         # The job's time limit bounds each step's, so the step it runs out in ends failed with a reason.
         self._job_deadline = started + runbook.settings.timeout
-        if resume_from > 0:
-            await self._restore(runbook, scope, secrets, resume_from)
+        self._rerun_of = (job["data"] or {}).get("rerun_of")
+        self._owner = job["owner"]
+        if resume.position > 0:
+            await self._restore(runbook, scope, secrets, resume.position)
         for position, step in enumerate(runbook.steps):
-            if position < resume_from:
+            if position in resume.done:
+                if position > resume.position:  # carried over by a re-run, after an approval asked again
+                    await self._replay(step, scope, secrets, runbook)
                 continue
             await self._honour_pause()
             if self.cancelled or self._fence.broken:
@@ -331,7 +364,7 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
             captured=jsonable(saved, secrets) if saved else None,
             error=outcome.error,
         )
-        self._count(outcome, ctx.retries, step.id)
+        self._count(outcome, ctx.retries, step.id, fatal=not step.continue_on_error)
         checkpoint = await self._new_checkpoint(position) if outcome.status is StepStatus.SUCCESS else None
         self._record_step(row, ctx, checkpoint)
         return outcome
@@ -344,8 +377,16 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
             return prepared, None
         typed, fn = prepared
         self._current = typed
+        if typed.browser:
+            await self._durable(ctx)
         if is_loop(typed) or typed.waits_for_person or typed.untimed:  # loops, people and child jobs set the pace
             return await self._untimed(ctx, self._looping(runbook, scope) if is_loop(typed) else fn, typed)
+        return await self._timed(step, typed, fn, runbook, ctx)
+
+    async def _timed(
+        self, step: StepBase, typed: StepBase, fn: Any, runbook: Runbook, ctx: StepContext
+    ) -> tuple[StepOutcome, Any]:
+        """The step's action with its time limit, retried as the step or runbook says."""
         step_timeout = float(typed.timeout or runbook.settings.step_timeout)
         retries = int(typed.retries if typed.retries is not None else runbook.settings.retries)
         error = ""
@@ -521,7 +562,19 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
         statements = [self._update_step(row), *[(INSERT_ARTIFACT, artifact) for artifact in artifacts]]
         if checkpoint is not None:
             statements.append((UPDATE_CHECKPOINT, {"b_job": job_id, "checkpoint": self._seal(checkpoint)}))
-        self._write(statements=statements, events=events)
+        written = self._write(statements=statements, events=events)
+        if ctx.touched_browser:
+            self._unsynced = written
+
+    async def _durable(self, ctx: StepContext) -> None:
+        """Before a browser step begins, the end of the last one is committed: should this worker die
+        now, the next attempt knows that step is done and does not do it to the target again (a click
+        that submitted, a download). Steps without a browser still ride in batches."""
+        ctx.touched_browser = True
+        unsynced, self._unsynced = self._unsynced, None
+        if unsynced is not None:
+            with contextlib.suppress(Exception):  # a failed write is the committer's to report; a fence stops the run
+                await unsynced
 
     async def _restore(
         self, runbook: Runbook, scope: dict[str, Any], secrets: frozenset[str], resume_from: int
@@ -538,14 +591,32 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
         try:
             await self._page.goto(checkpoint["url"], timeout=runbook.settings.step_timeout * 1000)
             for step in runbook.steps[int(checkpoint.get("position", -1)) + 1 : resume_from]:
-                if step.page_local:
-                    ctx = self._context_for(step, scope, secrets)
-                    ctx.deadline = time.monotonic() + runbook.settings.step_timeout
-                    await self.deps.registry.get(step.action)[1](ctx, self._typed(step, scope))
+                await self._apply_again(step, scope, secrets, runbook)
         except (PlaywrightError, StepError) as exc:
             messages.append(jsonable(f"Restoring the page failed: {first_line(exc)}", secrets))
         events = [Pending(self.job_id, "log", {"job_id": self.job_id, "level": "info", "message": m}) for m in messages]
         self._write(events=events)
+
+    async def _apply_again(
+        self, step: StepBase, scope: dict[str, Any], secrets: frozenset[str], runbook: Runbook
+    ) -> None:
+        """A page-local step (fill, select, check, uncheck) an earlier run did, applied to this run's
+        page again without a record of its own. Any other step that was done stays done."""
+        if step.page_local and self._page is not None:
+            ctx = self._context_for(step, scope, secrets)
+            ctx.deadline = time.monotonic() + runbook.settings.step_timeout
+            await self.deps.registry.get(step.action)[1](ctx, self._typed(step, scope))
+
+    async def _replay(self, step: StepBase, scope: dict[str, Any], secrets: frozenset[str], runbook: Runbook) -> None:
+        """A step a re-run carried over that comes after a step this run had to do first (an approval
+        asked again): its page-local effect is applied again, so the page is as the re-run expects."""
+        try:
+            await self._apply_again(step, scope, secrets, runbook)
+        except (PlaywrightError, StepError) as exc:
+            message = jsonable(f"Applying step {step.id} again failed: {first_line(exc)}", secrets)
+            self._write(
+                events=[Pending(self.job_id, "log", {"job_id": self.job_id, "level": "warning", "message": message})]
+            )
 
     async def _new_checkpoint(self, position: int) -> dict[str, Any] | None:
         """Where the page is, when it moved: the URL, cookies and storage, and the step it moved at.
@@ -561,15 +632,22 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
         return self._checkpoint
 
     async def _check_where_the_page_went(self) -> None:
-        """Playwright's routes do not see redirects (microsoft/playwright#3993, as designed), so a step
-        that ends on a host the deployment refuses fails here, and the page is taken off that host."""
-        url = self._page_url()
-        if url is None or not self.deps.policy.restricts_hosts or not url.startswith(("http:", "https:")):
+        """The job's browser sends every request through its filtering proxy (worker/proxy.py), which refuses
+        what the URL policy refuses, redirects, frames, popups and downloads included; a step during which it
+        refused one (and a goto it refused) fails here, naming the first, once. The page's own URL is checked
+        too: inside a tunnel to the app's own https origin the proxy cannot see paths, and Playwright's routes
+        do not see redirects (microsoft/playwright#3993); a page on a refused URL is taken off it before the
+        step's screenshot."""
+        if self._context is None:
             return
-        if why := self.deps.policy.refusal(url):
+        url = self._page_url()
+        shown = {r.url for r in self.deps.browsers.refusals(self._context)}  # these show the proxy's refusal
+        if url and url.startswith(("http:", "https:")) and url not in shown and (why := self.deps.policy.refusal(url)):
             assert self._page is not None
             await self._page.goto("about:blank")
             raise StepError(f"The page went to {url}, which is refused: {why}.")
+        if refused := self.deps.browsers.take_refusals(self._context, since=self._row.get("started_at")):
+            raise StepError(f"The page tried to open {refused[0].url}, which is refused: {refused[0].reason}.")
 
     def _seal(self, checkpoint: dict[str, Any]) -> dict[str, Any]:
         """The page's URL and cookies can hold secrets (a token in a query, a session cookie): they are
@@ -587,7 +665,9 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
     def _page_url(self) -> str | None:
         return self._page.url if self._page is not None and not self._page.is_closed() else None
 
-    def _count(self, outcome: StepOutcome, retries: int, step_id: str) -> None:
+    def _count(self, outcome: StepOutcome, retries: int, step_id: str, fatal: bool) -> None:
+        """Tally the step; a failure the runbook does not allow (`fatal`) becomes the job's error, even
+        after failures it allowed."""
         self.tally.retries += retries
         if outcome.status is StepStatus.SUCCESS:
             self.tally.succeeded += 1
@@ -596,7 +676,7 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
         elif outcome.status is StepStatus.FAILED:
             self.tally.failed += 1
             self.tally.warnings = True
-            if self.tally.first_error is None:
+            if fatal and self.tally.first_error is None:
                 self.tally.first_error = (step_id, outcome.error or "The step failed.")
 
     # -- the end ---------------------------------------------------------------------------------
@@ -665,7 +745,9 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
                     inputs=inputs,
                     source="trigger",
                     actor=f"job:{self.job_id}",
+                    owner=self._owner,
                     idempotency_key=f"trigger:{self.job_id}:{index}",
+                    internal=True,
                     data={"triggered_by": self.job_id},
                 )
                 child, _ = await jobs.create(self.deps.svc, trigger.runbook, request)
@@ -683,12 +765,6 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
 
     def _fatal(self, runbook: Runbook) -> tuple[str, str] | None:
         """The failure that fails the job: a failed step without continue_on_error, or a timeout."""
-        if self.tally.first_error is None:
-            return None
-        step_id, _ = self.tally.first_error
-        step = next((s for s in runbook.steps if s.id == step_id), None)
-        if step is not None and step.continue_on_error:
-            return None
         return self.tally.first_error
 
     async def _close_browser(self) -> None:

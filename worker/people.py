@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from playwright.async_api import Error as PlaywrightError
 from sqlalchemy import select
 
+from orchestrator.approvals import timeout_decision
 from orchestrator.db import tables as t
 from orchestrator.db.tables import utcnow
 from orchestrator.errors import StepError
@@ -44,6 +45,7 @@ class PeopleMixin:
     _masks: list[Any]
     _step_task: asyncio.Task[Any] | None
     _notice: asyncio.TimerHandle | None
+    _rerun_of: str | None
 
     def _write(
         self, *ops: Any, statements: list[Statement] | None = None, events: list[Pending] | None = None
@@ -113,6 +115,10 @@ class PeopleMixin:
             "on_timeout": on_timeout,
             "captured": jsonable(ctx.captured, ctx.secrets),
         }
+        if self._rerun_of:  # a re-run asks again; the panel shows what was decided the last time
+            approval["rerun_of"] = self._rerun_of
+            if earlier := await self._earlier_decision(ctx.step_id):
+                approval["earlier"] = earlier
         shot = await self._evidence(ctx)
         if shot is not None:
             approval.update(screenshot_url=artifact_url(self.job_id, shot["id"]), screenshot_sha256=shot["sha256"])
@@ -133,6 +139,14 @@ class PeopleMixin:
             raise StepError(str(decided.get("comment")))
         who = decided.get("by") or "the orchestrator"
         raise StepError(f"Rejected by {who}" + (f": {decided['comment']}" if decided.get("comment") else "."))
+
+    async def _earlier_decision(self, step_id: str) -> dict[str, Any] | None:
+        """The decision the re-run job took at this approval step, if it got that far."""
+        query = select(t.jobs.c.approval).where(t.jobs.c.id == self._rerun_of)
+        earlier = await self.deps.committer.read(lambda conn: conn.execute(query).scalar())
+        if not earlier or earlier.get("step_id") != step_id or not earlier.get("decision"):
+            return None
+        return {k: earlier.get(k) for k in ("decision", "by", "comment", "decided_at")}
 
     async def _evidence(self, ctx: StepContext) -> dict[str, Any] | None:
         if self._page is None or self._page.is_closed():
@@ -162,9 +176,7 @@ class PeopleMixin:
     async def _time_out_approval(self, seconds: float, on_timeout: str) -> JobStatus:
         job_id, attempt = self.job_id, self.attempt
         target = JobStatus.RUNNING if on_timeout == "approve" else JobStatus.FAILED
-        verb = "approved" if on_timeout == "approve" else "rejected"
-        message = f"No decision within {seconds:g} s: {verb} automatically."
-        decision = {"decision": verb, "by": "timeout", "comment": message, "decided_at": iso(utcnow())}
+        decision = timeout_decision(seconds, on_timeout)
         await self._write(TimeOutApproval(job_id, attempt, target, decision))
         return await self._status()
 

@@ -132,7 +132,8 @@ class RecordsMixin:
             "processed_at": iso(row["processed_at"]),
             "screenshot_url": artifact_url(self.job_id, screenshot) if screenshot else None,
         }
-        self._write(
+        # a record is done once its row is committed: the next record's browser steps wait for that
+        self._unsynced = self._write(
             statements=[(INSERT_RECORD, row), (UPDATE_COUNTS, {"b_job": self.job_id, "record_counts": dict(counts)})],
             events=[
                 Pending(self.job_id, "record", {"job_id": self.job_id, "record": view, "record_counts": dict(counts)})

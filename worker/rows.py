@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
@@ -17,6 +17,7 @@ from orchestrator.db.driver import DriverRead
 from orchestrator.db.tables import utcnow
 from orchestrator.errors import InvalidTransition, OrchestratorError
 from orchestrator.events import Pending
+from orchestrator.masking import mask_value
 from orchestrator.runbooks.schema import Runbook
 from orchestrator.states import JobStatus, StepStatus
 from orchestrator.transitions import SELECT_STATUS, move_sync
@@ -76,30 +77,46 @@ SELECT_STEPS = (
     .where(t.steps.c.job_id == bindparam("b_id"))
     .order_by(t.steps.c.position)
 )
-#: read_job's position when `whole` was False and the job has steps to resume from.
-READ_AGAIN = -1
 
 
-def read_job(conn: Connection, job_id: str, whole: bool = True) -> tuple[Any, int, dict[str, Any]]:
-    """The job row, the position to start at, and the values its finished steps captured. Unless
-    `whole`, only the row: a job that resumes gets position READ_AGAIN (read it whole, in one snapshot)."""
+@dataclass(frozen=True)
+class Resume:
+    """Where a run starts: the first step to run, the steps already done (ended by an earlier attempt,
+    or carried over by a re-run: they are not run again), and the values those steps captured."""
+
+    position: int = 0
+    done: frozenset[int] = frozenset()
+    captured: dict[str, Any] = field(default_factory=dict)
+
+
+FROM_THE_START = Resume()
+#: read_job's answer when `whole` was False and the job has steps to resume from.
+READ_AGAIN = Resume(position=-1)
+
+
+def read_job(conn: Connection, job_id: str, whole: bool = True) -> tuple[Any, Resume]:
+    """The job row and where to start. Unless `whole`, only the row: a job that resumes gets
+    READ_AGAIN (read it whole, in one snapshot)."""
     row = select_job(conn, job_id)
     if row is None:
-        return None, 0, {}
+        return None, FROM_THE_START
     fresh = row["status"] == JobStatus.QUEUED.value and row["attempt"] == 1 and not row["approval"]
     if fresh and not (row["data"] or {}).get("from_step"):
-        return row, 0, {}  # a first attempt that has not started: nothing to resume
+        return row, FROM_THE_START  # a first attempt that has not started: nothing to resume
     if not whole:
-        return row, READ_AGAIN, {}
+        return row, READ_AGAIN
     steps = conn.execute(SELECT_STEPS, {"b_id": job_id}).all()
-    done = (StepStatus.SUCCESS.value, StepStatus.SKIPPED.value)
+    finished = (StepStatus.SUCCESS.value, StepStatus.SKIPPED.value)
     approval = row["approval"] or {}
+    # an approval step counts as done only when a decision approved it; a re-run never carries one over
     approved = approval.get("step_id") if approval.get("decision") == "approved" else None
-    position = next((s.position for s in steps if s.status not in done and s.step_id != approved), len(steps))
+    done = frozenset(s.position for s in steps if s.status in finished or s.step_id == approved)
+    position = next((s.position for s in steps if s.position not in done), len(steps))
     captured: dict[str, Any] = {}
-    for step in steps[:position]:
-        captured.update(step.captured or {})
-    return row, position, captured
+    for step in steps:
+        if step.position in done:
+            captured.update(step.captured or {})
+    return row, Resume(position, done, captured)
 
 
 @dataclass(frozen=True)
@@ -224,22 +241,7 @@ def truthy(value: Any) -> bool:
 def jsonable(value: Any, secrets: frozenset[str]) -> Any:
     """`value` as JSON data, with every secret inside its strings replaced by ********. Strings only:
     replacing in the JSON text would corrupt it when a secret is short (a PIN "1" inside `{"a": 1}`)."""
-    data = json.loads(json.dumps(value, default=str))
-    if not secrets:
-        return data
-    return _masked(data, sorted(filter(None, secrets), key=len, reverse=True))
-
-
-def _masked(value: Any, secrets: list[str]) -> Any:
-    if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, "********")
-        return value
-    if isinstance(value, dict):
-        return {_masked(k, secrets): _masked(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_masked(v, secrets) for v in value]
-    return value
+    return mask_value(json.loads(json.dumps(value, default=str)), secrets)
 
 
 def first_line(exc: BaseException) -> str:

@@ -1,0 +1,101 @@
+"""Approval deadlines kept by the scheduler (and every worker's reaper), from the stored request time.
+
+The worker that asked also keeps the deadline while it waits; this sweep is what keeps it when that
+worker crashed or stopped during the wait. Both decide with a compare-and-set from
+waiting_for_approval, so only one decision is ever recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from orchestrator.db import tables as t
+from orchestrator.db.engine import reading, writing
+from orchestrator.db.tables import utcnow
+from orchestrator.errors import InvalidTransition
+from orchestrator.events import Pending, append, publish
+from orchestrator.states import JobStatus, StepStatus
+from orchestrator.transitions import move
+from orchestrator.views import iso
+
+log = logging.getLogger(__name__)
+
+#: The asking worker decides first when it is alive; the sweep waits this much longer.
+GRACE = timedelta(seconds=2)
+
+
+def timeout_decision(seconds: float, on_timeout: str) -> dict[str, Any]:
+    """The decision recorded when nobody decided in time (`on_timeout`: approve or reject)."""
+    verb = "approved" if on_timeout == "approve" else "rejected"
+    message = f"No decision within {seconds:g} s: {verb} automatically."
+    return {"decision": verb, "by": "timeout", "comment": message, "decided_at": iso(utcnow())}
+
+
+def overdue(approval: dict[str, Any] | None, now: datetime) -> bool:
+    """Whether a pending approval request's timeout has run out (plus the asking worker's grace)."""
+    if not approval or approval.get("decision") or approval.get("timeout_s") is None:
+        return False
+    try:
+        asked = datetime.fromisoformat(str(approval["requested_at"]))
+    except (KeyError, ValueError):
+        return False
+    return asked + timedelta(seconds=float(approval["timeout_s"])) + GRACE <= now
+
+
+async def time_out_due(engine: AsyncEngine, redis: Redis) -> int:
+    """Decide every approval whose timeout has run out by its `on_timeout`; return how many."""
+    query = select(t.jobs.c.id, t.jobs.c.approval).where(t.jobs.c.status == JobStatus.WAITING_FOR_APPROVAL.value)
+    async with reading(engine) as conn:
+        rows = (await conn.execute(query.limit(1000))).all()
+    now, decided = utcnow(), []
+    for row in rows:
+        if overdue(row.approval, now) and await _decide(engine, row.id, row.approval):
+            decided.append(row.id)
+    if decided:
+        await publish(redis, decided)
+    return len(decided)
+
+
+async def _decide(engine: AsyncEngine, job_id: str, approval: dict[str, Any]) -> bool:
+    decision = timeout_decision(float(approval["timeout_s"]), str(approval.get("on_timeout") or "reject"))
+    target = JobStatus.RUNNING if decision["decision"] == "approved" else JobStatus.FAILED
+    values: dict[str, Any] = {"approval": {**approval, **decision}}
+    events: list[Pending] = []
+    step_id = approval.get("step_id")
+    if target is JobStatus.FAILED:
+        message = decision["comment"]
+        values.update(error_message=message, error_step_id=step_id, summary=message, finished_at=utcnow())
+    try:
+        async with writing(engine) as conn:
+            await move(conn, job_id, target, expected={JobStatus.WAITING_FOR_APPROVAL}, values=values, events=events)
+            if target is JobStatus.FAILED:  # the asking worker may be gone: end the step and the job here
+                await _fail_steps(conn, job_id, decision["comment"])
+                report = {"job_id": job_id, "status": target.value, "summary": decision["comment"]}
+                events.append(Pending(job_id, "report", report))
+            await append(conn, events)
+    except InvalidTransition:
+        return False  # decided (or cancelled) meanwhile
+    log.info("job %s: approval of step %s timed out (%s)", job_id, step_id, decision["decision"])
+    return True
+
+
+async def _fail_steps(conn: Any, job_id: str, message: str) -> None:
+    """The waiting step (or the loop or child step around it) fails; the steps after it never ran."""
+    steps = t.steps.c
+    waiting = (StepStatus.WAITING.value, StepStatus.RUNNING.value)
+    await conn.execute(
+        update(t.steps)
+        .where(steps.job_id == job_id, steps.status.in_(waiting))
+        .values(status=StepStatus.FAILED.value, error=message, finished_at=utcnow())
+    )
+    await conn.execute(
+        update(t.steps)
+        .where(steps.job_id == job_id, steps.status == StepStatus.PENDING.value)
+        .values(status=StepStatus.CANCELLED.value)
+    )
