@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import and_, delete, func, insert, select
 from sqlalchemy.engine import RowMapping
 
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
+from orchestrator.db.tables import utcnow
 from orchestrator.errors import InvalidInput, InvalidTransition, JobNotFound, RunbookNotFound
 from orchestrator.services import Services
 from orchestrator.states import JobStatus
@@ -96,19 +97,32 @@ async def one(svc: Services, runbook: str, job_id: str) -> dict[str, Any]:
     return entry(row, steps.get(job_id, []))
 
 
-async def remove(svc: Services, runbook: str, job_id: str) -> None:
-    """Delete a finished job with its steps, records, events, audit, artifact rows and files."""
+async def remove(svc: Services, runbook: str, job_id: str, actor: str) -> None:
+    """Delete a finished job with its steps, records, events, artifact rows and files. Its audit log
+    stays (it is append-only), with one more entry: who deleted what, and when."""
     async with writing(svc.engine) as conn:
         row = (
-            await conn.execute(select(t.jobs.c.status).where(t.jobs.c.id == job_id, t.jobs.c.runbook == runbook))
+            await conn.execute(
+                select(t.jobs.c.status, t.jobs.c.created_at, t.jobs.c.owner).where(
+                    t.jobs.c.id == job_id, t.jobs.c.runbook == runbook
+                )
+            )
         ).first()
         if row is None:
             raise JobNotFound(f"Runbook {runbook} has no job {job_id}.")
         if JobStatus(row.status) in ACTIVE:
             raise InvalidTransition(f"Job {job_id} is {row.status}: cancel it before deleting it.", status=row.status)
-        for table in (t.steps, t.records, t.artifacts, t.events, t.audit):
+        files = (await conn.execute(select(func.count()).where(t.artifacts.c.job_id == job_id))).scalar() or 0
+        for table in (t.steps, t.records, t.artifacts, t.events):
             await conn.execute(delete(table).where(table.c.job_id == job_id))
         await conn.execute(delete(t.jobs).where(t.jobs.c.id == job_id))
+        what = (
+            f"Deleted job {job_id} of {runbook} ({row.status}, created {iso(row.created_at)}"
+            f"{f' by {row.owner}' if row.owner else ''}) with its {files} files."
+        )
+        await conn.execute(
+            insert(t.audit).values(job_id=job_id, actor=actor, action="delete", comment=what, outcome="ok", at=utcnow())
+        )
     svc.store.delete_job(job_id)  # after the commit: a failed delete keeps the files
 
 

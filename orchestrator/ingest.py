@@ -18,7 +18,7 @@ from orchestrator.db.engine import writing
 from orchestrator.db.tables import aware, utcnow
 from orchestrator.errors import InvalidInput, JobNotFound, OrchestratorError
 from orchestrator.events import Pending, append, publish
-from orchestrator.jobs import get, new_id
+from orchestrator.jobs import count_job, get, new_id
 from orchestrator.services import Services
 from orchestrator.states import JobStatus
 
@@ -79,6 +79,9 @@ def parse(body: Any, *, partial: bool) -> dict[str, Any]:
         if name in body:
             errors[name] = "cannot be changed; it identifies the run"
     values = {**_strings(body, errors), **_status_and_times(body, errors), **_tags_and_data(body, errors)}
+    if "runbook" in values and "source" in values:
+        # reported runs live in a name space of their own: a process can never pass for a runbook here
+        values["runbook"] = process_name(values["source"], values["runbook"])
     records = _records(body["records"], errors) if "records" in body else None
     if errors:
         raise InvalidInput(errors)
@@ -89,6 +92,11 @@ def parse(body: Any, *, partial: bool) -> dict[str, Any]:
     if records is not None:
         values["_records"] = records
     return values
+
+
+def process_name(source: str, process: str) -> str:
+    """The job's `runbook` for a reported run: `SOURCE/PROCESS`. A runbook's name never holds a `/`."""
+    return f"{source}/{process}"
 
 
 STRINGS = (
@@ -167,8 +175,8 @@ def _records(raw: Any, errors: dict[str, str]) -> list[dict[str, Any]]:
         if unknown:
             errors[f"{where}.{sorted(unknown)[0]}"] = "is not a known field"
         sequence = item.get("sequence", index + 1)
-        if not isinstance(sequence, int) or isinstance(sequence, bool) or sequence < 0 or sequence in seen:
-            errors[f"{where}.sequence"] = "must be a whole number of 0 or more, different for each record"
+        if not isinstance(sequence, int) or isinstance(sequence, bool) or not 0 <= sequence < 2**31 or sequence in seen:
+            errors[f"{where}.sequence"] = "must be a whole number from 0 to 2147483647, different for each record"
             continue
         seen.add(sequence)
         record_id = item.get("record_id")
@@ -198,10 +206,11 @@ def _records(raw: Any, errors: dict[str, str]) -> list[dict[str, Any]]:
     return records
 
 
-async def report(svc: Services, body: Any, actor: str) -> tuple[dict[str, Any], bool]:
+async def report(svc: Services, body: Any, actor: str, owner: str | None = None) -> tuple[dict[str, Any], bool]:
     """Create the job of a run reported from elsewhere, or update it when its source and external id
-    are known; return the job and whether it was created."""
+    are known; return the job and whether it was created. Reports count against the caller's job rate."""
     values = parse(body, partial=False)
+    await count_job(svc, owner, actor, "ingest")
     for _ in range(2):  # a concurrent first report of the same run wins the insert; this one then updates
         try:
             job_id, created = await _store(svc, values, actor)

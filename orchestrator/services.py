@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -12,6 +12,7 @@ from orchestrator.artifacts import ArtifactStore
 from orchestrator.config import Settings
 from orchestrator.crypto import SecretBox
 from orchestrator.db.engine import create_engine
+from orchestrator.ratelimit import LocalCounts
 from orchestrator.runbooks.catalog import Catalog
 
 
@@ -23,6 +24,8 @@ class Services:
     catalog: Catalog
     box: SecretBox
     store: ArtifactStore
+    #: Rate-limit counts of this process, used while Redis is away.
+    counts: LocalCounts = field(default_factory=LocalCounts)
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
@@ -34,7 +37,7 @@ class Services:
             redis=redis,
             catalog=Catalog(settings.runbooks_dir, engine),
             box=SecretBox(settings.secret_key),
-            store=ArtifactStore(settings.artifacts_dir),
+            store=ArtifactStore(settings.artifacts_dir, settings.max_artifact_bytes),
         )
 
     async def close(self) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,7 +27,8 @@ def artifact_url(job_id: str, artifact_id: str) -> str:
 
 
 def job_summary(row: RowMapping) -> dict[str, Any]:
-    """The job's own fields (what lists show)."""
+    """The job's own fields (what lists show), but its inputs: they may be large (records inputs), so
+    only the whole job (`job_view`) carries them."""
     error = {"message": row["error_message"], "step_id": row["error_step_id"]} if row["error_message"] else None
     metrics = {
         "steps_succeeded": 0,
@@ -47,7 +49,7 @@ def job_summary(row: RowMapping) -> dict[str, Any]:
         "external_id": row["external_id"],
         "robot": row["robot"],
         "created_by": row["created_by"],
-        "inputs": row["inputs"],
+        "owner": row["owner"],
         "outputs": row["outputs"],
         "tags": row["tags"],
         "data": row["data"],
@@ -121,12 +123,38 @@ def record_view(row: RowMapping) -> dict[str, Any]:
     }
 
 
-async def job_view(conn: AsyncConnection, job_id: str) -> dict[str, Any]:
-    """The whole job object (SPEC section 6)."""
+RECORD_STATUSES = ("success", "failed", "skipped")
+#: The default of ORCH_JOB_RECORDS (orchestrator/config.py): records the job object carries.
+JOB_RECORDS = 100
+
+
+async def records_page(
+    conn: AsyncConnection, job_id: str, statuses: Sequence[str] = (), start: int = 0, limit: int = JOB_RECORDS
+) -> dict[str, Any]:
+    """One page of a job's records in sequence order (of these statuses, when given), with the total and
+    the link to the next page (None on the last)."""
+    where = [t.records.c.job_id == job_id]
+    if statuses:
+        where.append(t.records.c.status.in_(statuses))
+    query = select(t.records).where(*where).order_by(t.records.c.sequence).offset(start).limit(limit)
+    items = [record_view(r) for r in (await conn.execute(query)).mappings().all()]
+    total = (await conn.execute(select(func.count()).select_from(t.records).where(*where))).scalar() or 0
+    following = start + len(items)
+    link = None
+    if items and following < total:
+        status = f"status={','.join(statuses)}&" if statuses else ""
+        link = f"/api/v1/jobs/{job_id}/records?{status}start={following}&limit={limit}"
+    return {"items": items, "total": total, "start": start, "count": len(items), "next": link}
+
+
+async def job_view(conn: AsyncConnection, job_id: str, records: int = JOB_RECORDS) -> dict[str, Any]:
+    """The whole job object (SPEC section 6), with its first `records` records; `records_page` says
+    how many there are and links to the rest (GET /api/v1/jobs/{id}/records)."""
     row = (await conn.execute(select(t.jobs).where(t.jobs.c.id == job_id))).mappings().first()
     if row is None:
         raise JobNotFound(f"No job has the id {job_id}.")
     job = job_summary(row)
+    job["inputs"] = row["inputs"]
     artifacts = (
         (
             await conn.execute(
@@ -142,11 +170,7 @@ async def job_view(conn: AsyncConnection, job_id: str) -> dict[str, Any]:
         .mappings()
         .all()
     )
-    records = (
-        (await conn.execute(select(t.records).where(t.records.c.job_id == job_id).order_by(t.records.c.sequence)))
-        .mappings()
-        .all()
-    )
+    first = await records_page(conn, job_id, limit=records)
     audit = (
         (await conn.execute(select(t.audit).where(t.audit.c.job_id == job_id).order_by(t.audit.c.id))).mappings().all()
     )
@@ -157,7 +181,11 @@ async def job_view(conn: AsyncConnection, job_id: str) -> dict[str, Any]:
     )
     job["steps"] = [step_view(s, shots.get(s["step_id"])) for s in steps]
     _video_offsets(job)
-    job["records"] = [record_view(r) for r in records]
+    job["records"] = first["items"]
+    job["records_page"] = {
+        "href": f"/api/v1/jobs/{job_id}/records",
+        **{k: first[k] for k in ("total", "count", "next")},
+    }
     job["children"] = [{"id": c.id, "runbook": c.runbook, "status": c.status} for c in children]
     job["artifacts"] = [artifact_view(a) for a in artifacts]
     job["audit"] = [

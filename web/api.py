@@ -12,17 +12,17 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from orchestrator import history, hooks, ingest, jobs, schedules
+from orchestrator import audit, history, hooks, ingest, jobs, schedules
 from orchestrator.auth import EDIT, RUN, TOKENS, VIEW
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
-from orchestrator.errors import ArtifactNotFound, InvalidInput, NotFound, OrchestratorError
+from orchestrator.errors import ArtifactNotFound, InvalidInput, JobNotFound, NotFound, OrchestratorError
 from orchestrator.runbooks.catalog import version_history
 from orchestrator.services import Services
 from orchestrator.states import PERMISSIONS, Action, JobStatus
-from orchestrator.views import artifact_view, runbook_view
+from orchestrator.views import RECORD_STATUSES, artifact_view, records_page, runbook_view
 from web import sse
-from web.auth import guard, rate_limit, require
+from web.auth import guard, hook_of, require, throttle
 
 
 def _svc(request: Request) -> Services:
@@ -125,13 +125,13 @@ async def get_runbook(request: Request) -> JSONResponse:
 
 async def create_job(request: Request) -> JSONResponse:
     svc = _svc(request)
-    actor = _actor(request)
-    await rate_limit(svc.redis, f"jobs:{actor}", request.app.state.settings.job_rate)
+    principal = require(request)
+    actor = principal.actor
     body = await _multipart_body(request) if _is_multipart(request) else await _json_body(request)
     source = request.headers.get("x-source", "api")
     if source not in ("api", "ui"):
         raise InvalidInput({"X-Source": "must be api or ui"})
-    job_request = jobs.JobRequest.from_json(body, source=source, actor=actor)
+    job_request = jobs.JobRequest.from_json(body, source=source, actor=actor, owner=principal.human)
     job, created = await jobs.create(svc, request.path_params["name"], job_request)
     return JSONResponse(job, status_code=201 if created else 200)
 
@@ -187,6 +187,27 @@ async def get_job(request: Request) -> JSONResponse:
     return JSONResponse(await jobs.get(_svc(request), request.path_params["job_id"]))
 
 
+async def job_records(request: Request) -> JSONResponse:
+    """GET /api/v1/jobs/{id}/records?status=&limit=&start=: a job's records, a page at a time."""
+    statuses = [s for s in request.query_params.get("status", "").split(",") if s]
+    errors: dict[str, str] = {}
+    if any(s not in RECORD_STATUSES for s in statuses):
+        errors["status"] = f"must be one or more of {', '.join(RECORD_STATUSES)}, comma-separated"
+    paging = {}
+    for name, default, low, high in (("limit", 100, 1, 500), ("start", 0, 0, 10_000_000)):
+        try:
+            paging[name] = _int(request, name, default, low, high)
+        except InvalidInput as exc:
+            errors.update(exc.fields)
+    if errors:
+        raise InvalidInput(errors)
+    job_id = request.path_params["job_id"]
+    async with reading(_svc(request).engine) as conn:
+        if (await conn.execute(select(t.jobs.c.id).where(t.jobs.c.id == job_id))).first() is None:
+            raise JobNotFound(f"No job has the id {job_id}.")
+        return JSONResponse(await records_page(conn, job_id, statuses, paging["start"], paging["limit"]))
+
+
 async def act(request: Request) -> JSONResponse:
     try:
         action = Action(request.path_params["action"])
@@ -200,17 +221,20 @@ async def act(request: Request) -> JSONResponse:
     if seen is not None and (not isinstance(seen, str) or seen not in {s.value for s in JobStatus}):
         raise InvalidInput({"expected_status": f"must be one of {', '.join(s.value for s in JobStatus)}"})
     job_id = request.path_params["job_id"]
-    actor = require(request, PERMISSIONS[action]).actor
-    answer = await jobs.act(_svc(request), job_id, action, actor, comment, JobStatus(seen) if seen else None)
+    principal = require(request, PERMISSIONS[action])
+    seen_status = JobStatus(seen) if seen else None
+    answer = await jobs.act(_svc(request), job_id, action, principal.actor, comment, seen_status, principal.human)
     return JSONResponse(answer)
 
 
 async def rerun(request: Request) -> JSONResponse:
     query = request.query_params
+    principal = require(request)
     job = await jobs.rerun(
         _svc(request),
         request.path_params["job_id"],
-        _actor(request),
+        principal.actor,
+        human=principal.human,
         records=query.get("records") or None,
         from_step=query.get("from_step") or None,
     )
@@ -242,7 +266,8 @@ async def artifact(request: Request) -> Response:
         media_type=row["mime_type"],
         filename=row["name"],
         content_disposition_type="inline" if inline else "attachment",
-        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"},
+        # no-store: a file may hold what only signed-in people may see; no cache keeps it after sign-out
+        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"},
     )
 
 
@@ -264,12 +289,27 @@ async def history_entry(request: Request) -> JSONResponse:
 
 
 async def delete_history_entry(request: Request) -> Response:
-    await history.remove(_svc(request), request.path_params["name"], request.path_params["job_id"])
+    await history.remove(_svc(request), request.path_params["name"], request.path_params["job_id"], _actor(request))
     return Response(status_code=204)
 
 
+async def list_audit(request: Request) -> JSONResponse:
+    """GET /api/v1/audit: the audit log (job:edit), deleted jobs' entries included."""
+    q = request.query_params
+    found = await audit.listed(
+        _svc(request),
+        job_id=q.get("job_id") or None,
+        actor=q.get("actor") or None,
+        action=q.get("action") or None,
+        limit=_int(request, "limit", 100, 1, 500),
+        start=_int(request, "start", 0, 0, 10_000_000),
+    )
+    return JSONResponse(found)
+
+
 async def ingest_job(request: Request) -> JSONResponse:
-    job, created = await ingest.report(_svc(request), await _json_body(request), _actor(request))
+    principal = require(request)
+    job, created = await ingest.report(_svc(request), await _json_body(request), principal.actor, principal.human)
     return JSONResponse(job, status_code=201 if created else 200)
 
 
@@ -293,7 +333,8 @@ async def ingest_files(request: Request) -> JSONResponse:
 async def create_hook(request: Request) -> JSONResponse:
     svc, name = _svc(request), request.path_params["name"]
     await svc.catalog.get(name)  # 404 for an unknown runbook
-    hook_id, token = await hooks.create(svc.engine, name, _actor(request))
+    maker = require(request)
+    hook_id, token = await hooks.create(svc.engine, name, maker.actor, owner=maker.human)
     body = {"id": hook_id, "runbook": name, "url": hooks.path_of(token), "token": token}
     return JSONResponse(body, status_code=201)
 
@@ -310,17 +351,18 @@ async def revoke_hook(request: Request) -> Response:
 
 
 async def call_hook(request: Request) -> JSONResponse:
-    """POST /api/v1/hooks/{token}: the token is the credential; the JSON body is the job's inputs."""
+    """POST /api/v1/hooks with `Authorization: Bearer orch_hook_...`, or POST /api/v1/hooks/{token}:
+    the token is the credential; the JSON body is the job's inputs; the job is the hook maker's."""
     svc = _svc(request)
-    hook = await hooks.find(svc.engine, request.path_params["hook_token"])
-    if hook is None:
-        raise NotFound("No webhook has this address.")
-    await rate_limit(svc.redis, f"hook:{hook['id']}", request.app.state.settings.job_rate)
+    hook = await hook_of(request)
+    await throttle(request, f"hook:{hook['id']}", request.app.state.settings.job_rate)
     inputs = await _json_body(request)
     if not isinstance(inputs, dict):
         raise InvalidInput({"body": "must be a JSON object of the runbook's inputs"})
     key = request.headers.get("idempotency-key") or None
-    job_request = jobs.JobRequest(inputs=inputs, source="webhook", actor=f"hook:{hook['id']}", idempotency_key=key)
+    job_request = jobs.JobRequest(
+        inputs=inputs, source="webhook", actor=f"hook:{hook['id']}", owner=hook["owner"], idempotency_key=key
+    )
     job, created = await jobs.create(svc, hook["runbook"], job_request)
     return JSONResponse(job, status_code=201 if created else 200)
 
@@ -335,7 +377,9 @@ async def list_schedules(request: Request) -> JSONResponse:
 
 async def create_schedule(request: Request) -> JSONResponse:
     body = await _json_body(request)
-    return JSONResponse(await schedules.create(_svc(request), body, _actor(request)), status_code=201)
+    principal = require(request)
+    made = await schedules.create(_svc(request), body, principal.actor, owner=principal.human)
+    return JSONResponse(made, status_code=201)
 
 
 async def get_schedule(request: Request) -> JSONResponse:
@@ -378,8 +422,10 @@ ROUTES = [
     Route("/api/v1/runbooks/{name}/history", guard(VIEW, runbook_history)),
     Route("/api/v1/runbooks/{name}/history/{job_id}", guard(VIEW, history_entry), methods=["GET"]),
     Route("/api/v1/runbooks/{name}/history/{job_id}", guard(EDIT, delete_history_entry), methods=["DELETE"]),
+    Route("/api/v1/audit", guard(EDIT, list_audit)),
     Route("/api/v1/jobs", guard(VIEW, list_jobs)),
     Route("/api/v1/jobs/{job_id}", guard(VIEW, get_job)),
+    Route("/api/v1/jobs/{job_id}/records", guard(VIEW, job_records)),
     Route("/api/v1/jobs/{job_id}/events", guard(VIEW, sse.job_stream)),
     Route("/api/v1/jobs/{job_id}/frame", guard(VIEW, sse.frame)),
     Route("/api/v1/jobs/{job_id}/artifacts/{artifact_id}", guard(VIEW, artifact)),
@@ -390,6 +436,7 @@ ROUTES = [
     Route("/api/v1/runbooks/{name}/hooks", guard(TOKENS, create_hook), methods=["POST"]),
     Route("/api/v1/runbooks/{name}/hooks", guard(TOKENS, list_hooks), methods=["GET"]),
     Route("/api/v1/runbooks/{name}/hooks/{hook_id}", guard(TOKENS, revoke_hook), methods=["DELETE"]),
+    Route("/api/v1/hooks", call_hook, methods=["POST"]),  # the token in the Authorization header
     Route("/api/v1/hooks/{hook_token}", call_hook, methods=["POST"]),
     Route("/api/v1/schedules", guard(VIEW, list_schedules), methods=["GET"]),
     Route("/api/v1/schedules", guard(RUN, create_schedule), methods=["POST"]),

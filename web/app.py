@@ -14,7 +14,8 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from orchestrator import events
+from orchestrator import events, logs
+from orchestrator.auth import Hasher
 from orchestrator.config import Settings
 from orchestrator.events import Hub
 from orchestrator.services import Services
@@ -23,7 +24,7 @@ from web import api, auth, openapi, pages
 from web.errors import HANDLERS
 from web.feed import Feed
 from web.security import BodyLimit, SecurityHeaders
-from web.sse import HEARTBEAT_S
+from web.sse import HEARTBEAT_S, Streams
 
 HERE = Path(__file__).parent
 
@@ -36,6 +37,7 @@ def templates() -> Jinja2Templates:
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
+    logs.redact_server_logs()  # however the app is served, its access log shows no token
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -43,6 +45,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         hub = Hub(svc.redis, heartbeat_s=HEARTBEAT_S)
         feed = Feed(svc.engine, hub, events.GLOBAL_TYPES)
         app.state.svc, app.state.hub, app.state.feed = svc, hub, feed
+        app.state.streams = Streams(settings.sse_streams_per_user)
+        app.state.hasher = Hasher(settings.password_threads, settings.password_backlog)
         try:
             await hub.start()
             await feed.start()
@@ -52,6 +56,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await feed.stop()
             await hub.stop()
             await svc.close()
+            app.state.hasher.close()
 
     routes = [
         *auth.ROUTES,

@@ -108,7 +108,6 @@ SCHEMAS: dict[str, Any] = {
             "external_id": OPT_STR,
             "robot": OPT_STR,
             "created_by": OPT_STR,
-            "inputs": OBJ,
             "outputs": {"type": ["object", "null"]},
             "tags": {"type": "array", "items": {"type": "string"}},
             "data": OBJ,
@@ -129,6 +128,15 @@ SCHEMAS: dict[str, Any] = {
             "video": {"type": "boolean", "description": "the session is recorded as a video artifact"},
         },
         ["id", "runbook", "status", "source", "created_at"],
+    ),
+    "AuditPage": _obj(
+        {
+            "items": {"type": "array", "items": _obj({"job_id": {"type": "string"}}, ["job_id"])},
+            "total": {"type": "integer"},
+            "start": {"type": "integer"},
+            "count": {"type": "integer"},
+        },
+        ["items", "total", "start", "count"],
     ),
     "JobList": _obj(
         {
@@ -318,17 +326,41 @@ SCHEMAS["IngestPatch"] = _obj(
     {k: v for k, v in SCHEMAS["IngestJob"]["properties"].items() if k not in ("process", "source", "external_id")},
     closed=True,
 )
+SCHEMAS["RecordPage"] = _obj(
+    {
+        "items": {"type": "array", "items": _ref("Record")},
+        "total": {"type": "integer"},
+        "start": {"type": "integer"},
+        "count": {"type": "integer"},
+        "next": {**OPT_STR, "description": "the next page's URL; null on the last"},
+    },
+    ["items", "total", "start", "count", "next"],
+)
 SCHEMAS["Job"] = {
     "allOf": [
         _ref("JobSummary"),
         _obj(
             {
+                "inputs": {**OBJ, "description": "secrets masked; not in the job list"},
                 "steps": {"type": "array", "items": _ref("Step")},
-                "records": {"type": "array", "items": _ref("Record")},
+                "records": {
+                    "type": "array",
+                    "items": _ref("Record"),
+                    "description": "the first ORCH_JOB_RECORDS (100) records; records_page links to the rest",
+                },
+                "records_page": _obj(
+                    {
+                        "href": {"type": "string"},
+                        "total": {"type": "integer"},
+                        "count": {"type": "integer"},
+                        "next": OPT_STR,
+                    },
+                    ["href", "total", "count", "next"],
+                ),
                 "artifacts": {"type": "array", "items": _ref("Artifact")},
                 "audit": {"type": "array", "items": _ref("Audit")},
             },
-            ["steps", "records", "artifacts", "audit"],
+            ["inputs", "steps", "records", "records_page", "artifacts", "audit"],
         ),
     ]
 }
@@ -454,12 +486,37 @@ PATHS: dict[str, Any] = {
             {"204": {"description": "deleted"}, **_errors(404, 409)},
         ),
     },
+    "/api/v1/audit": {
+        "get": _op(
+            "The audit log, deleted jobs' entries included, oldest first (job:edit)",
+            {"200": _json("AuditPage"), **_errors(422)},
+            parameters=[
+                _query("job_id", {"type": "string"}, "one job's entries"),
+                _query("actor", {"type": "string"}, "one actor's entries"),
+                _query("action", {"type": "string"}, "one action, such as approve or delete"),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}, "page size"),
+                _query("start", {"type": "integer", "minimum": 0, "default": 0}, "offset"),
+            ],
+        )
+    },
     "/api/v1/jobs": {
         "get": _op("List and filter jobs (job:view)", {"200": _json("JobList"), **_errors(422)}, parameters=LIST_PARAMS)
     },
     "/api/v1/jobs/{job_id}": {
         "parameters": [JOB],
         "get": _op("The whole job (job:view)", {"200": _json("Job"), **_errors(404)}),
+    },
+    "/api/v1/jobs/{job_id}/records": {
+        "parameters": [JOB],
+        "get": _op(
+            "A job's records in sequence order, a page at a time (job:view)",
+            {"200": _json("RecordPage"), **_errors(404, 422)},
+            parameters=[
+                _query("status", {"type": "string"}, "comma-separated: success, failed, skipped"),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}, "page size"),
+                _query("start", {"type": "integer", "minimum": 0, "default": 0}, "offset"),
+            ],
+        ),
     },
     "/api/v1/jobs/{job_id}/{action}": {
         "parameters": [
@@ -548,6 +605,24 @@ PATHS: dict[str, Any] = {
         "delete": _op(
             "Delete a schedule made here (job:run); one from a runbook file: 409",
             {"204": {"description": "deleted"}, **_errors(404, 409)},
+        ),
+    },
+    "/api/v1/hooks": {
+        "post": _op(
+            "Start a job of a webhook's runbook; the JSON body is its inputs (source webhook)",
+            {
+                "201": _json("Job", "created"),
+                "200": _json("Job", "the job of this Idempotency-Key"),
+                **{k: v for k, v in _errors(400, 413, 422, 429).items() if k != "403"},
+            },
+            description=(
+                "The webhook's token (`orch_hook_...`, shown when the hook is made) is the only credential: "
+                "send it as `Authorization: Bearer orch_hook_...`. Unlike the token in the path, a header "
+                "stays out of access logs. A missing, revoked or unknown token answers 401."
+            ),
+            security=[{"bearer": []}],
+            parameters=[{"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}}],
+            requestBody={"required": False, "content": {"application/json": {"schema": {"type": "object"}}}},
         ),
     },
     "/api/v1/hooks/{hook_token}": {

@@ -139,7 +139,7 @@ async def test_an_ingested_run_is_a_job_like_any_other_and_reposting_updates_it(
         assert created.status_code == 201, created.text
         job = created.json()
         assert (job["runbook"], job["source"], job["external_id"], job["robot"]) == (
-            "invoice-bot",
+            "uipath/invoice-bot",  # a reported process is named within its source, apart from the runbooks
             "uipath",
             "run-4711",
             "RPA-VM-07",

@@ -469,6 +469,22 @@
       }, 5000);
     }
 
+    // A re-run asks its approvals again: say so, with the decision taken the last time.
+    function showRerun(approval) {
+      const node = role("approval-rerun");
+      if (!node || !approval.rerun_of) return;
+      clear(node);
+      const link = el("a", { class: "mono", href: `/jobs/${encodeURIComponent(approval.rerun_of)}` }, approval.rerun_of);
+      append(node, ["This is a re-run of job ", link, ": it asks again."]);
+      const earlier = approval.earlier;
+      if (isObject(earlier) && earlier.decision) {
+        append(node, [` Last time: ${earlier.decision} by ${earlier.by || "someone"}`]);
+        if (earlier.decided_at) append(node, [" ", timeEl(earlier.decided_at)]);
+        append(node, [earlier.comment ? `, comment: “${earlier.comment}”.` : "."]);
+      }
+      node.hidden = false;
+    }
+
     function showApproval(approval, status) {
       if (!isObject(approval)) return;
       const message = role("approval-message");
@@ -479,6 +495,7 @@
         if (approval.step_id) append(meta, ["Step ", el("code", {}, approval.step_id)]);
         if (approval.requested_at) append(meta, [" · requested ", timeEl(approval.requested_at)]);
       }
+      showRerun(approval);
       const link = role("approval-shot-link");
       const shot = role("approval-shot");
       if (link && shot && approval.screenshot_url) {
@@ -842,24 +859,93 @@
       return row;
     }
 
-    function renderRecords(records) {
-      const section = role("records-section");
-      const body = role("records");
-      if (!section || !body || !Array.isArray(records)) return;
-      section.hidden = records.length === 0;
-      clear(body);
-      for (const r of records) body.append(recordRow(r));
+    // The job object holds the first page of its records; the rest come a page at a time from
+    // /api/v1/jobs/{id}/records. While the table holds them all, the filter hides rows; once it does
+    // not (a next page, or a page the server filtered), the filter asks the server.
+    const records = {
+      next: role("records-section")?.dataset.recordsNext || null, // the next page's URL
+      serverFiltered: false, // the table holds what the server filtered, not every record
+      touched: false, // paged or filtered here: a refetch of the job does not reset the table
+      total: Number(role("records-section")?.dataset.recordsTotal || 0) || null,
+    };
+
+    function showRecordsMore() {
+      const more = role("records-more");
+      if (!more) return;
+      more.hidden = !records.next;
+      const shown = role("records-shown");
+      const count = $$("tr[data-sequence]", role("records")).length;
+      if (shown) shown.textContent = records.total === null ? `${count} records shown` : `${count} of ${records.total} records shown`;
     }
 
-    /** A record finished (SSE `record`): add or replace its row without refetching the whole job. */
-    function upsertRecord(r) {
+    function renderRecords(list, page) {
+      const section = role("records-section");
+      const body = role("records");
+      if (!section || !body || !Array.isArray(list)) return;
+      section.hidden = list.length === 0 && !records.serverFiltered;
+      clear(body);
+      for (const r of list) body.append(recordRow(r));
+      if (isObject(page)) {
+        records.next = page.next || null;
+        records.total = page.total ?? null;
+      }
+      showRecordsMore();
+    }
+
+    function addRecordRows(list) {
+      const body = role("records");
+      for (const r of list) {
+        const old = $(`tr[data-sequence="${CSS.escape(String(r.sequence))}"]`, body);
+        if (old) old.replaceWith(recordRow(r));
+        else body.append(recordRow(r));
+      }
+    }
+
+    async function loadRecords(url, replace) {
+      const res = await api("GET", url);
+      if (!res.ok || !isObject(res.data) || !Array.isArray(res.data.items)) {
+        toast(res.data?.error || "The records could not be loaded.", "error");
+        return;
+      }
+      if (replace) clear(role("records"));
+      addRecordRows(res.data.items);
+      records.next = res.data.next || null;
+      records.total = res.data.total ?? records.total;
+      showRecordsMore();
+    }
+
+    const moreRecords = role("records-more-button");
+    moreRecords?.addEventListener("click", async () => {
+      if (!records.next) return;
+      records.touched = true;
+      moreRecords.disabled = true;
+      try {
+        await loadRecords(records.next, false);
+      } finally {
+        moreRecords.disabled = false;
+      }
+    });
+
+    const RECORDS_PAGE = 100;
+
+    /** A record finished (SSE `record`): add or replace its row without refetching the whole job.
+     *  The table grows a page at a time: past a full page, new records wait for "Show more records". */
+    function upsertRecord(r, counts) {
       const section = role("records-section");
       const body = role("records");
       if (!section || !body || !isObject(r)) return;
-      section.hidden = false;
+      if (isObject(counts) && counts.total !== undefined && !records.serverFiltered) records.total = counts.total;
       const old = $(`tr[data-sequence="${CSS.escape(String(r.sequence))}"]`, body);
+      const wanted = role("records-filter")?.value || "";
+      const shown = $$("tr[data-sequence]", body).length;
       if (old) old.replaceWith(recordRow(r));
-      else body.append(recordRow(r));
+      else if (records.serverFiltered && wanted && r.status !== wanted) return;
+      else if (!records.next && shown % RECORDS_PAGE === 0 && shown > 0) {
+        const status = records.serverFiltered && wanted ? `status=${encodeURIComponent(wanted)}&` : "";
+        records.next = `${base}/records?${status}start=${shown}&limit=${RECORDS_PAGE}`;
+      } else if (!records.next) body.append(recordRow(r));
+      section.hidden = false;
+      showRecordsMore();
     }
 
     /** A child job started or moved on (SSE `child`): its line links to it and shows its status. */
@@ -883,9 +969,16 @@
     const recordsFilter = role("records-filter");
     if (recordsFilter) {
       recordsFilter.addEventListener("change", () => {
-        for (const row of $$("tr[data-sequence]", role("records"))) {
-          row.hidden = Boolean(recordsFilter.value) && row.dataset.status !== recordsFilter.value;
+        records.touched = true;
+        if (!records.next && !records.serverFiltered) {
+          for (const row of $$("tr[data-sequence]", role("records"))) {
+            row.hidden = Boolean(recordsFilter.value) && row.dataset.status !== recordsFilter.value;
+          }
+          return;
         }
+        records.serverFiltered = true;
+        const status = recordsFilter.value ? `status=${encodeURIComponent(recordsFilter.value)}&` : "";
+        loadRecords(`${base}/records?${status}limit=${RECORDS_PAGE}`, true);
       });
     }
 
@@ -956,7 +1049,7 @@
       renderMetrics(job.finished_at ? job.metrics : liveMetrics(job), job.record_counts, job.duration_s);
       startedAt = parseTime(job.started_at);
       finished = Boolean(job.finished_at);
-      renderRecords(job.records);
+      if (!records.touched) renderRecords(job.records, job.records_page);
       for (const c of job.children || []) upsertChild(c);
       renderIO(job);
       renderArtifacts(job.artifacts);
@@ -1084,7 +1177,7 @@
         upsertChild(data.child);
       },
       record(data) {
-        upsertRecord(data.record);
+        upsertRecord(data.record, data.record_counts);
         renderMetrics(null, data.record_counts);
       },
       report(data) {
