@@ -20,6 +20,7 @@ from orchestrator.db.engine import reading, writing
 from orchestrator.db.tables import utcnow
 from orchestrator.errors import InvalidTransition
 from orchestrator.events import Pending, append, publish
+from orchestrator.queue import lease_key
 from orchestrator.states import JobStatus, StepStatus
 from orchestrator.transitions import move
 from orchestrator.views import iso
@@ -49,17 +50,30 @@ def overdue(approval: dict[str, Any] | None, now: datetime) -> bool:
 
 
 async def time_out_due(engine: AsyncEngine, redis: Redis) -> int:
-    """Decide every approval whose timeout has run out by its `on_timeout`; return how many."""
-    query = select(t.jobs.c.id, t.jobs.c.approval).where(t.jobs.c.status == JobStatus.WAITING_FOR_APPROVAL.value)
-    async with reading(engine) as conn:
-        rows = (await conn.execute(query.limit(1000))).all()
-    now, decided = utcnow(), []
-    for row in rows:
-        if overdue(row.approval, now) and await _decide(engine, row.id, row.approval):
-            decided.append(row.id)
+    """Decide every approval whose timeout has run out by its `on_timeout`, unless the worker that asked
+    still holds the job's lease (it keeps the deadline itself, and reports the end); return how many."""
+    now, decided, after = utcnow(), [], ""
+    while True:
+        async with reading(engine) as conn:
+            rows = (await conn.execute(_WAITING.where(t.jobs.c.id > after).limit(PAGE))).all()
+        for row in rows:
+            asker_gone = overdue(row.approval, now) and not await redis.exists(lease_key(row.id))
+            if asker_gone and await _decide(engine, row.id, row.approval):
+                decided.append(row.id)
+        if len(rows) < PAGE:
+            break
+        after = rows[-1].id
     if decided:
         await publish(redis, decided)
     return len(decided)
+
+
+PAGE = 500
+_WAITING = (
+    select(t.jobs.c.id, t.jobs.c.approval)
+    .where(t.jobs.c.status == JobStatus.WAITING_FOR_APPROVAL.value)
+    .order_by(t.jobs.c.id)
+)
 
 
 async def _decide(engine: AsyncEngine, job_id: str, approval: dict[str, Any]) -> bool:
@@ -73,6 +87,12 @@ async def _decide(engine: AsyncEngine, job_id: str, approval: dict[str, Any]) ->
         values.update(error_message=message, error_step_id=step_id, summary=message, finished_at=utcnow())
     try:
         async with writing(engine) as conn:
+            # locked (PostgreSQL; SQLite's writer holds the whole database) until the move commits
+            now = (
+                await conn.execute(select(t.jobs.c.approval).where(t.jobs.c.id == job_id).with_for_update())
+            ).scalar() or {}
+            if now.get("requested_at") != approval.get("requested_at") or now.get("decision"):
+                return False  # decided meanwhile, and perhaps asking again: that request has its own deadline
             await move(conn, job_id, target, expected={JobStatus.WAITING_FOR_APPROVAL}, values=values, events=events)
             if target is JobStatus.FAILED:  # the asking worker may be gone: end the step and the job here
                 await _fail_steps(conn, job_id, decision["comment"])

@@ -101,6 +101,10 @@ class StepError(OrchestratorError):
     """The step failed."""
 
 
+class ApprovalRefused(StepError):
+    """The approval was rejected: the job ends here, whatever continue_on_error or stop_on_error say."""
+
+
 class StepTimeout(StepError):
     """The step did not finish in time."""
 

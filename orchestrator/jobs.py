@@ -24,6 +24,7 @@ from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
 from orchestrator.db.tables import utcnow
 from orchestrator.errors import (
+    Conflict,
     Duplicate,
     Forbidden,
     InvalidInput,
@@ -34,6 +35,8 @@ from orchestrator.errors import (
 from orchestrator.events import Pending, append, publish
 from orchestrator.ratelimit import rate_limit
 from orchestrator.runbooks.catalog import load_version
+from orchestrator.runbooks.schema import Runbook
+from orchestrator.runbooks.steps import StepBase
 from orchestrator.services import Services
 from orchestrator.states import ACTIONS, Action, JobStatus, StepStatus, allowed_actions
 from orchestrator.transitions import move
@@ -42,6 +45,9 @@ from orchestrator.views import iso, job_summary, job_view
 log = logging.getLogger(__name__)
 
 CONTROL_CHANNEL = "orch:control"
+#: Keys of a job's `data` that only the orchestrator writes: a re-run's origin and what it runs again
+#: (the approval panel trusts them), the schedule or job that started it.
+RESERVED_DATA = frozenset({"rerun_of", "from_step", "only_records", "triggered_by", "schedule_id", "fire_time"})
 PRIORITIES = ("low", "normal", "high")
 
 
@@ -87,6 +93,8 @@ class JobRequest:
         request.data = body.get("data") or {}
         if not isinstance(request.data, dict) or len(json.dumps(request.data)) > 100_000:
             errors["data"] = "must be an object of at most 100000 characters as JSON"
+        elif reserved := sorted(RESERVED_DATA & set(request.data)):
+            errors[f"data.{reserved[0]}"] = "is set by the orchestrator (re-runs, schedules, triggers); use another key"
         request.run_at = _when(body.get("run_at"), errors)
         key = body.get("idempotency_key")
         if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 200):
@@ -371,13 +379,15 @@ async def act(
     comment: str | None = None,
     seen: JobStatus | None = None,
     human: str | None = None,
+    request_seen: str | None = None,
 ) -> dict[str, Any]:
     """A person's action on a job: one compare-and-set transition, an audit row, an event, a signal.
 
     The move is made from the status the person saw (`seen`, else the status when the request
     arrived): of two people acting on what they both saw, one wins and the other gets 409.
     `human` is the person behind `actor` (a token's owner, say); self-approval compares it with the
-    job's owner.
+    job's owner. `request_seen` is the `requested_at` of the approval request the person decided on:
+    a decision never lands on a later request they did not see.
     """
     sources, target = ACTIONS[action]
     async with reading(svc.engine) as conn:
@@ -414,7 +424,7 @@ async def act(
         async with writing(svc.engine) as conn:
             evidence = None
             if action in (Action.APPROVE, Action.REJECT):
-                values.update(await _decision(conn, job_id, action, actor, comment))
+                values.update(await _decision(conn, job_id, action, actor, comment, request_seen))
                 evidence = values["approval"].get("screenshot_sha256")  # what the approver was shown
             await move(conn, job_id, target, expected=set(sources) & {seen}, values=values, events=events)
             await conn.execute(
@@ -429,6 +439,9 @@ async def act(
                 )
             )
             await append(conn, events)
+    except Conflict:
+        await _audit_refused(svc, job_id, action, actor, comment, "refused: a later request")
+        raise
     except InvalidTransition:
         status = await _audit_refused(svc, job_id, action, actor, comment)
         allowed = [a.value for a in allowed_actions(status)]
@@ -462,9 +475,18 @@ async def _cancel_children(svc: Services, job_id: str, actor: str) -> None:
             await act(svc, child, Action.CANCEL, actor, f"Its parent job {job_id} was cancelled.")
 
 
-async def _decision(conn: Any, job_id: str, action: Action, actor: str, comment: str | None) -> dict[str, Any]:
+async def _decision(
+    conn: Any, job_id: str, action: Action, actor: str, comment: str | None, request_seen: str | None = None
+) -> dict[str, Any]:
     """The job's approval record with the decision; a rejection is also the job's error."""
-    approval = (await conn.execute(select(t.jobs.c.approval).where(t.jobs.c.id == job_id))).scalar() or {}
+    query = select(t.jobs.c.approval).where(t.jobs.c.id == job_id).with_for_update()  # held until the move
+    approval = (await conn.execute(query)).scalar() or {}
+    if request_seen is not None and approval.get("requested_at") != request_seen:
+        raise Conflict(
+            f"The approval you decided on (asked at {request_seen}) has been decided already; job {job_id} "
+            f"now asks: {approval.get('message') or 'another approval'}. Look at it and decide again.",
+            status=JobStatus.WAITING_FOR_APPROVAL.value,
+        )
     decision = "approved" if action is Action.APPROVE else "rejected"
     values: dict[str, Any] = {
         "approval": {**approval, "decision": decision, "by": actor, "comment": comment, "decided_at": iso(utcnow())}
@@ -534,7 +556,8 @@ async def rerun(
         if not failed:
             raise InvalidTransition(f"Job {job_id} has no failed records to run again.", status=old["status"])
         data["only_records"] = list(failed)
-    carried, checkpoint = _carried(steps, from_step, old["checkpoint"]) if from_step else ({}, None)
+    version = await load_version(svc.engine, old["version_id"])
+    carried, checkpoint = _carried(steps, from_step, old["checkpoint"], version.runbook) if from_step else ({}, None)
     if from_step:
         data["from_step"] = from_step
     new_job, now = new_id(), utcnow()
@@ -552,7 +575,6 @@ async def rerun(
             "video",
         )
     }
-    version = await load_version(svc.engine, row["version_id"])
     attachments = await _copy_files(svc, job_id, new_job, version.runbook.inputs, row)
     row.update(
         id=new_job,
@@ -578,6 +600,16 @@ async def rerun(
         raise
     await _enqueue(svc, row, version.runbook.settings.concurrency)
     return await get(svc, new_job)
+
+
+def _asks_people(step: StepBase | None) -> bool:
+    """Whether running the step may ask for an approval: an approval, a child job (its runbook may
+    ask), or a loop with either inside."""
+    if step is None:
+        return False
+    if step.action in ("approval", "run_runbook"):
+        return True
+    return any(_asks_people(nested) for nested in getattr(step, "steps", None) or ())
 
 
 async def _copy_files(
@@ -615,19 +647,29 @@ async def _copy_files(
 
 
 def _carried(
-    steps: Sequence[Any], from_step: str, checkpoint: dict[str, Any] | None
+    steps: Sequence[Any], from_step: str, checkpoint: dict[str, Any] | None, runbook: Runbook
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None]:
     """The steps before `from_step` as they ended (their captured values carry over; a failed one
     counts as skipped), and the old checkpoint when the page it holds was reached before that step.
-    An approval is never carried over: it stays pending, so the re-run asks it again before it goes on."""
+    An approval is never carried over: it stays pending, so the re-run asks it again before it goes on.
+    A step that holds approvals (a loop, a child job) and did not succeed cannot be passed over: a
+    re-run from after it is refused (it would go on without their decisions, or do them all again)."""
     ids = [st["step_id"] for st in steps]
     if from_step not in ids:
         raise InvalidInput({"from_step": f"must be a step of this job: {', '.join(ids)}"})
     position = ids.index(from_step)
+    defined = {step.id: step for step in runbook.steps}
     carried = {}
     for st in steps[:position]:
         if st["action"] == "approval":
             continue
+        if st["status"] != StepStatus.SUCCESS.value and _asks_people(defined.get(st["step_id"])):
+            raise InvalidInput(
+                {
+                    "from_step": f"must not lie after step {st['step_id']}, which asks for approvals and "
+                    f"ended {st['status']}: re-run from {st['step_id']} (or ?records=failed)"
+                }
+            )
         status = st["status"] if st["status"] in (StepStatus.SUCCESS.value, StepStatus.SKIPPED.value) else "skipped"
         carried[st["step_id"]] = {"status": status, "captured": st["captured"], "error": None}
     usable = checkpoint and int((checkpoint or {}).get("position", position)) < position

@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 MASK = "********"
 
@@ -36,10 +37,23 @@ def _char(c: str) -> str:
     return "(?:" + "|".join(sorted(forms, key=len, reverse=True)) + ")"
 
 
+#: Secrets longer than this (a key file, say) are masked in their whole encoded forms only: a pattern
+#: per character would cost seconds to build and to run on every text the run writes.
+PER_CHARACTER = 256
+
+
+def _whole(secret: str) -> str:
+    """A pattern for a long secret: itself, or wholly URL-encoded, JSON- or HTML-escaped."""
+    encoded = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret), json.dumps(secret)[1:-1]}
+    encoded.add(html.escape(secret))
+    return "|".join(re.escape(form) for form in sorted(encoded, key=len, reverse=True))
+
+
 @functools.lru_cache(maxsize=256)
 def _pattern(secrets: frozenset[str]) -> re.Pattern[str]:
     longest_first = sorted(secrets, key=len, reverse=True)
-    return re.compile("|".join("".join(map(_char, secret)) for secret in longest_first), re.IGNORECASE)
+    patterns = ["".join(map(_char, s)) if len(s) <= PER_CHARACTER else _whole(s) for s in longest_first]
+    return re.compile("|".join(patterns), re.IGNORECASE)
 
 
 def mask_text(text: str, secrets: frozenset[str]) -> str:
@@ -47,24 +61,31 @@ def mask_text(text: str, secrets: frozenset[str]) -> str:
 
 
 #: Keys whose values name things rather than say them (ids, statuses, stored paths, times, the
-#: app's own URLs, sealed data): a short secret that happens to equal a step id or a year must not
-#: break the row or the event that carries it. Their producers never put a secret in them.
+#: app's own URLs, digests, sealed data): a short secret that happens to equal a step id or a year must
+#: not break the row or the event that carries it. Their producers mask them where a secret may be in
+#: them (a record's id, the page URL of a diagnosis).
 IDENTITIES = frozenset(
-    {"id", "job_id", "step_id", "b_job", "b_step", "b_id", "status", "previous", "action", "kind", "path", "sha256"}
-    | {"at", "created_at", "started_at", "finished_at", "processed_at", "requested_at", "decided_at", "updated_at"}
-    | {"screenshot_url", "sealed", "secret_inputs"}
+    {"id", "b_job", "b_step", "b_id", "status", "previous", "action", "kind", "path", "mime_type", "url", "at"}
+    | {"sealed", "secret_inputs", "rerun_of", "attempt"}
 )
+IDENTITY_ENDINGS = ("_id", "_url", "_at", "sha256")
 
 
-def mask_value(value: Any, secrets: frozenset[str], keep: frozenset[str] = frozenset()) -> Any:
-    """`value` with every secret inside its strings (mapping keys too) masked; the values of mapping
-    keys in `keep` and everything that is not text stay as they are."""
+def identity(key: Any) -> bool:
+    return isinstance(key, str) and (key in IDENTITIES or key.endswith(IDENTITY_ENDINGS))
+
+
+def mask_value(value: Any, secrets: frozenset[str], ids: bool = False) -> Any:
+    """`value` with every secret inside its strings (mapping keys too) masked; with `ids`, the values
+    of identity keys (`identity`) and everything that is not text stay as they are."""
     if not secrets:
         return value
     if isinstance(value, str):
         return mask_text(value, secrets)
     if isinstance(value, dict):
-        return {mask_value(k, secrets): v if k in keep else mask_value(v, secrets, keep) for k, v in value.items()}
+        return {
+            mask_value(k, secrets): v if ids and identity(k) else mask_value(v, secrets, ids) for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
-        return [mask_value(v, secrets, keep) for v in value]
+        return [mask_value(v, secrets, ids) for v in value]
     return value

@@ -66,3 +66,18 @@ async def rate_limit(redis: Redis, key: str, limit: int, window_s: int = 60, loc
     if int(count) > limit:
         retry = max(int(ttl), 1)
         raise TooManyRequests(f"Too many requests; try again in {retry} s.", retry_after=retry)
+
+
+async def refuse_when_spent(redis: Redis, key: str, limit: int, local: LocalCounts | None = None) -> None:
+    """429 when `key` has used up its `limit` this window, counting nothing: for limits that count
+    only failures (rate_limit counts them once they happened)."""
+    if limit <= 0:
+        return
+    try:
+        count, ttl = await redis.get(f"orch:rate:{key}"), await redis.ttl(f"orch:rate:{key}")
+    except (RedisError, OSError):
+        ends, hits = (local.windows.get(key) if local is not None else None) or (0.0, 0)
+        count, ttl = (hits, math.ceil(ends - time.monotonic())) if ends > time.monotonic() else (0, 0)
+    if int(count or 0) >= limit:
+        retry = max(int(ttl), 1)
+        raise TooManyRequests(f"Too many requests; try again in {retry} s.", retry_after=retry)

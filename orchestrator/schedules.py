@@ -187,7 +187,9 @@ async def by_runbook(svc: Services) -> dict[str, list[dict[str, Any]]]:
     return grouped
 
 
-async def update_one(svc: Services, schedule_id: str, body: Any) -> dict[str, Any]:
+async def update_one(svc: Services, schedule_id: str, body: Any, owner: str | None = None) -> dict[str, Any]:
+    """Change a schedule. Whoever changes more than `active` (its inputs, its times) owns the jobs it
+    starts from then on: they may no longer approve them where self-approval is off."""
     row = await _row(svc, schedule_id)
     if row.origin == "runbook" and isinstance(body, dict) and set(body) - {"active"}:
         raise Conflict(
@@ -200,6 +202,8 @@ async def update_one(svc: Services, schedule_id: str, body: Any) -> dict[str, An
     if "inputs" in values:
         values.update(_stored_inputs(svc, runbook, values.pop("inputs")))
     now = utcnow()
+    if set(values) - {"active"} and owner is not None:
+        values["owner"] = owner
     timing_changed = {"cron", "timezone"} & set(values) or (merged["active"] and not row.active)
     if timing_changed:
         values["next_fire_at"] = cron.next_after(merged["cron"], merged["timezone"], now)

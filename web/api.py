@@ -220,10 +220,15 @@ async def act(request: Request) -> JSONResponse:
     seen = body.get("expected_status") if isinstance(body, dict) else None
     if seen is not None and (not isinstance(seen, str) or seen not in {s.value for s in JobStatus}):
         raise InvalidInput({"expected_status": f"must be one of {', '.join(s.value for s in JobStatus)}"})
+    asked = body.get("expected_request") if isinstance(body, dict) else None
+    if asked is not None and (not isinstance(asked, str) or len(asked) > 64):
+        raise InvalidInput({"expected_request": "must be the requested_at of the approval request you saw"})
     job_id = request.path_params["job_id"]
     principal = require(request, PERMISSIONS[action])
     seen_status = JobStatus(seen) if seen else None
-    answer = await jobs.act(_svc(request), job_id, action, principal.actor, comment, seen_status, principal.human)
+    answer = await jobs.act(
+        _svc(request), job_id, action, principal.actor, comment, seen_status, principal.human, asked
+    )
     return JSONResponse(answer)
 
 
@@ -388,7 +393,9 @@ async def get_schedule(request: Request) -> JSONResponse:
 
 async def patch_schedule(request: Request) -> JSONResponse:
     body = await _json_body(request)
-    return JSONResponse(await schedules.update_one(_svc(request), request.path_params["schedule_id"], body))
+    principal = require(request)
+    changed = await schedules.update_one(_svc(request), request.path_params["schedule_id"], body, principal.human)
+    return JSONResponse(changed)
 
 
 async def delete_schedule(request: Request) -> Response:

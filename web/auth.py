@@ -19,7 +19,7 @@ from starlette.routing import Route
 from orchestrator import auth, hooks
 from orchestrator.auth import Principal
 from orchestrator.errors import Forbidden, NotFound, NotSignedIn
-from orchestrator.ratelimit import rate_limit
+from orchestrator.ratelimit import rate_limit, refuse_when_spent
 
 log = logging.getLogger(__name__)
 
@@ -231,8 +231,9 @@ def _login_form(
 
 
 async def login_submit(request: Request) -> Response:
-    """Sign in: limited per client address and per user name (ORCH_LOGIN_RATE, ORCH_LOGIN_USER_RATE a
-    minute), the password checked in the app's bounded password pool (503 when it is full)."""
+    """Sign in: limited per client address (every attempt) and per user name (failed attempts)
+    (ORCH_LOGIN_RATE, ORCH_LOGIN_USER_RATE a minute), the password checked in the app's bounded
+    password pool (503 when it is full)."""
     check_same_origin(request)
     svc, settings = request.app.state.svc, request.app.state.settings
     await throttle(request, f"login:{client_address(request)}", settings.login_rate)
@@ -241,12 +242,16 @@ async def login_submit(request: Request) -> Response:
     target = _next(str(form.get("next") or ""))
     if not (username and password):
         return _login_form(request, target, "Wrong username or password.", username, status=401)
-    await throttle(request, f"login-user:{name_key(username)}", settings.login_user_rate)
+    # per name, only failures count: signing in often is no offence. Whoever knows a name can still
+    # keep its password sign-in shut by failing on purpose (README: Security); its tokens still work.
+    per_name = f"login-user:{name_key(username)}"
+    await refuse_when_spent(svc.redis, per_name, settings.login_user_rate, svc.counts)
     try:
         opened = await auth.login(svc.engine, username, password, request.app.state.hasher)
     except Forbidden as exc:
         return _login_form(request, target, exc.message, username, status=403)
     if opened is None:
+        await throttle(request, per_name, settings.login_user_rate)
         return _login_form(request, target, "Wrong username or password.", username, status=401)
     _, session_id = opened
     response = RedirectResponse(target, status_code=303)

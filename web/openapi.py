@@ -164,6 +164,7 @@ SCHEMAS: dict[str, Any] = {
         {
             "comment": {"type": "string", "maxLength": 2000},
             "expected_status": {"type": "string", "enum": STATUS_ENUM},
+            "expected_request": {"type": "string", "maxLength": 64},
         },
         closed=True,
     ),

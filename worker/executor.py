@@ -20,11 +20,11 @@ from orchestrator import jobs, templating
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
 from orchestrator.db.tables import utcnow
-from orchestrator.errors import OrchestratorError, StepError
+from orchestrator.errors import ApprovalRefused, OrchestratorError, StepError
 from orchestrator.events import Pending
 from orchestrator.jobs import JobRequest
 from orchestrator.limits import place
-from orchestrator.masking import IDENTITIES, forms, mask_value
+from orchestrator.masking import forms, mask_value
 from orchestrator.reaper import hand_back
 from orchestrator.runbooks.catalog import load_version
 from orchestrator.runbooks.schema import Runbook
@@ -69,6 +69,11 @@ RENDERED_BASE = ("timeout", "retries", "name")
 class StepOutcome:
     status: StepStatus
     error: str | None = None
+    #: A rejected approval: the job ends, even where continue_on_error or a loop would go on.
+    refused: bool = False
+
+    def ends_job(self, step: StepBase) -> bool:
+        return self.status is StepStatus.FAILED and (self.refused or not step.continue_on_error)
 
 
 @dataclass
@@ -137,20 +142,20 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
     def _masked(
         self, ops: tuple[Any, ...], statements: list[Statement], events: list[Pending]
     ) -> tuple[tuple[Any, ...], list[Statement], list[Pending]]:
-        secrets, keep = self._secrets, IDENTITIES
+        secrets = self._secrets
         ops = tuple(
             dataclasses.replace(
                 op,
                 **{
-                    f.name: mask_value(v, secrets, keep)
+                    f.name: mask_value(v, secrets, ids=True)
                     for f in dataclasses.fields(op)
                     if isinstance(v := getattr(op, f.name), dict)
                 },
             )
             for op in ops
         )
-        statements = [(statement, mask_value(params, secrets, keep)) for statement, params in statements]
-        events = [Pending(e.job_id, e.type, mask_value(e.data, secrets, keep)) for e in events]
+        statements = [(statement, mask_value(params, secrets, ids=True)) for statement, params in statements]
+        events = [Pending(e.job_id, e.type, mask_value(e.data, secrets, ids=True)) for e in events]
         return ops, statements, events
 
     async def _flush(self) -> None:
@@ -288,11 +293,12 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
         self._job_deadline = started + runbook.settings.timeout
         self._rerun_of = (job["data"] or {}).get("rerun_of")
         self._owner = job["owner"]
-        if resume.position > 0:
-            await self._restore(runbook, scope, secrets, resume.position)
+        restore_at = await self._restore_or_defer(runbook, scope, secrets, resume.position)
         for position, step in enumerate(runbook.steps):
             if position in resume.done:
-                if position > resume.position:  # carried over by a re-run, after an approval asked again
+                if position == restore_at:  # the re-run's page, reached after the approval it asked again
+                    await self._restore(runbook, scope, secrets, position + 1)
+                elif position > resume.position:  # carried over by a re-run, after an approval asked again
                     await self._replay(step, scope, secrets, runbook)
                 continue
             await self._honour_pause()
@@ -303,7 +309,7 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
                 self.tally.first_error = self.tally.first_error or ("", message)
                 break
             outcome = await self._run_step(position, step, runbook, scope, secrets)
-            if outcome.status is StepStatus.FAILED and not step.continue_on_error:
+            if outcome.ends_job(step):
                 break
         else:
             await self._honour_pause()
@@ -364,7 +370,7 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
             captured=jsonable(saved, secrets) if saved else None,
             error=outcome.error,
         )
-        self._count(outcome, ctx.retries, step.id, fatal=not step.continue_on_error)
+        self._count(outcome, ctx.retries, step.id, fatal=outcome.ends_job(step))
         checkpoint = await self._new_checkpoint(position) if outcome.status is StepStatus.SUCCESS else None
         self._record_step(row, ctx, checkpoint)
         return outcome
@@ -377,8 +383,8 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
             return prepared, None
         typed, fn = prepared
         self._current = typed
-        if typed.browser:
-            await self._durable(ctx)
+        if typed.browser and not await self._durable(ctx):
+            return StepOutcome(StepStatus.CANCELLED, "A newer attempt of this job runs elsewhere."), None
         if is_loop(typed) or typed.waits_for_person or typed.untimed:  # loops, people and child jobs set the pace
             return await self._untimed(ctx, self._looping(runbook, scope) if is_loop(typed) else fn, typed)
         return await self._timed(step, typed, fn, runbook, ctx)
@@ -457,7 +463,8 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
             what = "waiting for approval" if typed.waits_for_person else "waiting" if typed.untimed else "running"
             return StepOutcome(StepStatus.CANCELLED, f"Cancelled while {what}."), None
         except StepError as exc:
-            return StepOutcome(StepStatus.FAILED, ctx.mask_text(exc.message)), None
+            refused = isinstance(exc, ApprovalRefused)
+            return StepOutcome(StepStatus.FAILED, ctx.mask_text(exc.message), refused), None
         finally:
             self._step_task = None
 
@@ -566,15 +573,31 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
         if ctx.touched_browser:
             self._unsynced = written
 
-    async def _durable(self, ctx: StepContext) -> None:
+    async def _durable(self, ctx: StepContext) -> bool:
         """Before a browser step begins, the end of the last one is committed: should this worker die
         now, the next attempt knows that step is done and does not do it to the target again (a click
-        that submitted, a download). Steps without a browser still ride in batches."""
+        that submitted, a download). Steps without a browser still ride in batches. False when this
+        run may not go on: a newer attempt took the job over meanwhile."""
         ctx.touched_browser = True
         unsynced, self._unsynced = self._unsynced, None
         if unsynced is not None:
-            with contextlib.suppress(Exception):  # a failed write is the committer's to report; a fence stops the run
+            with contextlib.suppress(Exception):  # a failed write is the committer's to report
                 await unsynced
+        return not self._fence.broken
+
+    async def _restore_or_defer(
+        self, runbook: Runbook, scope: dict[str, Any], secrets: frozenset[str], resume_from: int
+    ) -> int:
+        """Restore the checkpoint's page now, or, when it was reached after the first step this run
+        does (an approval a re-run asks again), return its position: it is opened once the run gets
+        there, so nothing past the approval is opened before it is decided. -1: nothing deferred."""
+        at = int((self._checkpoint or {}).get("position", -1))
+        if resume_from <= 0 or not (self._checkpoint or {}).get("url"):
+            return -1
+        if at >= resume_from:
+            return at
+        await self._restore(runbook, scope, secrets, resume_from)
+        return -1
 
     async def _restore(
         self, runbook: Runbook, scope: dict[str, Any], secrets: frozenset[str], resume_from: int
@@ -584,6 +607,7 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
         checkpoint = self._checkpoint or {}
         if not checkpoint.get("url"):
             return
+        await self._close_browser()  # a page opened before (for an approval asked again) gives way
         self._context = await self.deps.browsers.new_context(storage_state=checkpoint.get("storage"))
         self._page = await self._context.new_page()
         await self._watch_page(self._page)

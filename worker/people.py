@@ -14,7 +14,7 @@ from sqlalchemy import select
 from orchestrator.approvals import timeout_decision
 from orchestrator.db import tables as t
 from orchestrator.db.tables import utcnow
-from orchestrator.errors import StepError
+from orchestrator.errors import ApprovalRefused
 from orchestrator.events import Pending
 from orchestrator.states import JobStatus, StepStatus
 from orchestrator.views import artifact_url, iso
@@ -136,9 +136,9 @@ class PeopleMixin:
         if status is JobStatus.RUNNING:
             return {"decision": "approved", "by": decided.get("by"), "comment": decided.get("comment")}
         if decided.get("by") == "timeout":
-            raise StepError(str(decided.get("comment")))
+            raise ApprovalRefused(str(decided.get("comment")))
         who = decided.get("by") or "the orchestrator"
-        raise StepError(f"Rejected by {who}" + (f": {decided['comment']}" if decided.get("comment") else "."))
+        raise ApprovalRefused(f"Rejected by {who}" + (f": {decided['comment']}" if decided.get("comment") else "."))
 
     async def _earlier_decision(self, step_id: str) -> dict[str, Any] | None:
         """The decision the re-run job took at this approval step, if it got that far."""

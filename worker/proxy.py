@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 HEAD_LIMIT = 64 * 1024
 CHUNK = 64 * 1024
 CONNECT_TIMEOUT_S = 15.0
+#: A request head must arrive within this; a connection that carries nothing for IDLE_S is closed, so
+#: a site (or a page) that never closes cannot pile up open connections while a job waits for days.
+HEAD_TIMEOUT_S = 30.0
+IDLE_S = 120.0
+#: Open client connections one proxy (one job's browser) may hold; more are answered 503.
+MAX_CONNECTIONS = 256
 #: The refusals a proxy remembers (a page may retry a refused request for as long as a job waits).
 REFUSALS_KEPT = 1000
 #: Headers about one connection, not the request: dropped when forwarding (RFC 9110 §7.6.1).
@@ -49,7 +55,8 @@ class Proxy:
     def __init__(self, policy: UrlPolicy) -> None:
         self._policy = policy
         self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()  # both ends of every open connection
+        self._writers: set[asyncio.StreamWriter] = set()  # the browser's open connections
+        self._upstreams: set[asyncio.StreamWriter] = set()  # and the connections made for them
         self.refused: deque[Refusal] = deque(maxlen=REFUSALS_KEPT)
         self._taken: datetime | None = None
 
@@ -77,19 +84,23 @@ class Proxy:
         if self._server is not None:
             self._server.close()
             self._server = None
-        for writer in list(self._writers):
+        for writer in [*self._writers, *self._upstreams]:
             writer.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
+            if len(self._writers) > MAX_CONNECTIONS:
+                await _answer(writer, 503, "The browser has too many connections open through the worker.")
+                return
+            async with asyncio.timeout(HEAD_TIMEOUT_S):
+                head = await reader.readuntil(b"\r\n\r\n")
             method, target, version = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
             if method.upper() == "CONNECT":
                 await self._tunnel(target, reader, writer)
             else:
                 await self._forward(method, target, version, head, reader, writer)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, TimeoutError):
             with contextlib.suppress(OSError):
                 await _answer(writer, 400, "The proxy could not read this request.")
         except OSError:
@@ -104,7 +115,7 @@ class Proxy:
         async with self._upstream(target, target.origin, writer) as upstream:
             if upstream is not None:
                 writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-                await asyncio.gather(_pump(reader, upstream[1]), _pump(upstream[0], writer))
+                await _both_ways(reader, writer, *upstream)
 
     async def _forward(
         self,
@@ -138,12 +149,12 @@ class Proxy:
         """`_open`, with the connection closed afterwards, and by `close` when the context ends first."""
         upstream = await self._open(target, url, writer)
         if upstream is not None:
-            self._writers.add(upstream[1])
+            self._upstreams.add(upstream[1])
         try:
             yield upstream
         finally:
             if upstream is not None:
-                self._writers.discard(upstream[1])
+                self._upstreams.discard(upstream[1])
                 upstream[1].close()
 
     async def _open(
@@ -199,20 +210,41 @@ async def _relay_response(up_reader: asyncio.StreamReader, writer: asyncio.Strea
     await _pump(up_reader, writer)
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy until the reader ends, then end the writer's side; a broken connection closes the writer."""
+async def _both_ways(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    up_reader: asyncio.StreamReader,
+    up_writer: asyncio.StreamWriter,
+) -> None:
+    """A tunnel: bytes both ways until either side ends or both stay silent for IDLE_S; then both close."""
+    ways = [asyncio.create_task(_pump(reader, up_writer)), asyncio.create_task(_pump(up_reader, writer))]
     try:
-        while data := await reader.read(CHUNK):
+        await asyncio.wait(ways, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for way in ways:
+            way.cancel()
+        await asyncio.gather(*ways, return_exceptions=True)
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy until the reader ends (or says nothing for IDLE_S), then end the writer's side; a broken
+    connection closes the writer."""
+    try:
+        while True:
+            async with asyncio.timeout(IDLE_S):
+                data = await reader.read(CHUNK)
+            if not data:
+                break
             writer.write(data)
             await writer.drain()
         if writer.can_write_eof():
             writer.write_eof()
-    except OSError:
+    except (OSError, TimeoutError):
         writer.close()
 
 
 async def _answer(writer: asyncio.StreamWriter, status: int, message: str) -> None:
-    reasons = {400: "Bad Request", 403: "Forbidden", 502: "Bad Gateway"}
+    reasons = {400: "Bad Request", 403: "Forbidden", 502: "Bad Gateway", 503: "Service Unavailable"}
     body = message.encode()
     head = (
         f"HTTP/1.1 {status} {reasons[status]}\r\nContent-Type: text/plain; charset=utf-8\r\n"

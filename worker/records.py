@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, insert, select, update
 from orchestrator import templating
 from orchestrator.db import tables as t
 from orchestrator.db.tables import utcnow
-from orchestrator.errors import StepError
+from orchestrator.errors import ApprovalRefused, StepError
 from orchestrator.events import Pending
 from orchestrator.runbooks.steps import ForEach, StepBase
 from orchestrator.states import StepStatus
@@ -87,6 +87,10 @@ class RecordsMixin:
             last = ctx
             if outcome.status is StepStatus.CANCELLED:
                 raise asyncio.CancelledError
+            if outcome.refused:  # a rejected approval ends the loop and the job, stop_on_error or not
+                error = f"{nested.id}: {outcome.error}"
+                self._save_record(sequence, record_id, record_name, "failed", None, error, None, secrets)
+                raise ApprovalRefused(f"Record {record_id} was refused at {error}")
             if outcome.status is StepStatus.FAILED and not nested.continue_on_error:
                 status, error = "failed", f"{nested.id}: {outcome.error}"
                 break

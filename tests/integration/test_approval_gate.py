@@ -168,3 +168,124 @@ async def test_an_approval_timeout_holds_when_the_asking_worker_is_gone(env: Env
     assert done["error"]["step_id"] == "ask"
     assert done["approval"]["by"] == "timeout"
     assert [(s["id"], s["status"]) for s in done["steps"]] == [("ask", "failed"), ("after", "cancelled")]
+
+
+REJECTABLE = """
+name: rejectable
+inputs:
+  invoices: {type: records}
+steps:
+  - {id: ask, action: approval, message: "Go on?", continue_on_error: true}
+  - {id: after, action: goto, url: "{{ site.url }}/data.html?after-reject={{ job.id }}"}
+  - id: each
+    action: for_each
+    items: "{{ inputs.invoices }}"
+    record_id: "{{ record.no }}"
+    steps:
+      - {id: before, action: goto, url: "{{ site.url }}/data.html?record={{ record.no }}-{{ job.id }}"}
+      - {id: ask-each, action: approval, message: "Pay {{ record.no }}?"}
+"""
+
+
+async def test_a_rejection_ends_the_job_whatever_continue_on_error_or_a_loop_say(env: Env) -> None:
+    env.write(REJECTABLE)
+    async with running_worker(env):
+        first = await env.create("rejectable", {"invoices": [{"no": "A"}, {"no": "B"}]})
+        await until(env, first["id"], "waiting_for_approval")
+        await jobs.act(env.svc, first["id"], Action.REJECT, "bob", "no")
+        done = await until(env, first["id"], "failed", "completed")
+        assert done["status"] == "failed" and done["error"]["step_id"] == "ask"
+        assert [(s["id"], s["status"]) for s in done["steps"]] == [
+            ("ask", "failed"),
+            ("after", "cancelled"),
+            ("each", "cancelled"),
+        ]
+        assert not [p for p in SEEN if p.endswith(f"after-reject={first['id']}")]
+
+        looped = await env.create("rejectable", {"invoices": [{"no": "A"}, {"no": "B"}]})
+        await until(env, looped["id"], "waiting_for_approval")
+        await jobs.act(env.svc, looped["id"], Action.APPROVE, "bob")
+        asked = await until(env, looped["id"], "waiting_for_approval")
+        while asked["approval"]["step_id"] != "ask-each":
+            asked = await until(env, looped["id"], "waiting_for_approval")
+        await jobs.act(env.svc, looped["id"], Action.REJECT, "bob", "not A")
+        ended = await until(env, looped["id"], "failed", "completed")
+    assert ended["status"] == "failed" and ended["error"]["step_id"] == "ask-each"
+    assert [(r["record_id"], r["status"]) for r in ended["records"]] == [("A", "failed")]
+    assert not [p for p in SEEN if p.endswith(f"record=B-{looped['id']}")]  # record B never began
+
+
+LOOP_THEN = """
+name: loop-then
+inputs:
+  invoices: {type: records}
+steps:
+  - id: each
+    action: for_each
+    items: "{{ inputs.invoices }}"
+    record_id: "{{ record.no }}"
+    steps:
+      - {id: ask-each, action: approval, message: "Pay {{ record.no }}?"}
+  - {id: after, action: set, values: {done: true}}
+"""
+
+
+async def test_a_rerun_cannot_pass_over_a_loop_that_holds_approvals_and_did_not_succeed(env: Env) -> None:
+    env.write(LOOP_THEN)
+    async with running_worker(env):
+        job = await env.create("loop-then", {"invoices": [{"no": "A"}]})
+        await until(env, job["id"], "waiting_for_approval")
+        await jobs.act(env.svc, job["id"], Action.REJECT, "bob", "not this one")
+        assert (await until(env, job["id"], "failed", "completed"))["error"]["step_id"] == "ask-each"
+    async with http_client(env.settings, role="operator") as http:
+        past = await http.post(f"/api/v1/jobs/{job['id']}/rerun?from_step=after")
+        assert past.status_code == 422
+        assert "asks for approvals" in past.json()["fields"]["from_step"]
+        assert (await http.post(f"/api/v1/jobs/{job['id']}/rerun?from_step=each")).status_code == 201
+
+
+LATE_PAGE = """
+name: late-page
+steps:
+  - {id: open, action: goto, url: "{{ site.url }}/form.html"}
+  - {id: ask, action: approval, message: "Go to the payment page?"}
+  - {id: go, action: goto, url: "{{ site.url }}/data.html?payment-page={{ job.id }}"}
+  - {id: pay, action: click, selector: "#pay-now", timeout: 1}
+"""
+
+
+async def test_a_rerun_opens_the_page_past_the_approval_only_once_it_is_decided(env: Env) -> None:
+    env.write(LATE_PAGE)
+    async with running_worker(env):
+        first = await env.create("late-page")
+        await until(env, first["id"], "waiting_for_approval")
+        await jobs.act(env.svc, first["id"], Action.APPROVE, "bob")
+        failed = await until(env, first["id"], "failed", "completed")
+        assert failed["error"]["step_id"] == "pay"  # data.html has no #pay-now
+        page = f"/data.html?payment-page={first['id']}"
+        assert SEEN.count(page) == 1
+        again = await rerun(env, first["id"], "from_step=pay")
+        await until(env, again["id"], "waiting_for_approval")
+        assert SEEN.count(page) == 1  # not opened again before the approval was decided
+        await jobs.act(env.svc, again["id"], Action.APPROVE, "bob")
+        await until(env, again["id"], "failed", "completed")
+    assert SEEN.count(page) == 2  # the re-run's page, opened after the decision
+
+
+async def test_callers_cannot_forge_what_a_rerun_says_nor_decide_a_request_they_did_not_see(env: Env) -> None:
+    env.write(PAY)
+    async with http_client(env.settings, role="admin") as http:
+        forged = await http.post(
+            "/api/v1/runbooks/pay/jobs", json={"inputs": {"invoice": "X"}, "data": {"rerun_of": "x"}}
+        )
+        assert forged.status_code == 422 and "data.rerun_of" in forged.json()["fields"]
+        async with running_worker(env):
+            job = (await http.post("/api/v1/runbooks/pay/jobs", json={"inputs": {"invoice": "INV-10"}})).json()
+            waiting = await until(env, job["id"], "waiting_for_approval")
+            stale = await http.post(
+                f"/api/v1/jobs/{job['id']}/approve", json={"expected_request": "2020-01-01T00:00:00+00:00"}
+            )
+            assert stale.status_code == 409 and "Pay invoice INV-10?" in stale.json()["error"]
+            seen = {"expected_request": waiting["approval"]["requested_at"]}
+            assert (await http.post(f"/api/v1/jobs/{job['id']}/approve", json=seen)).status_code == 200
+            await until(env, job["id"], "completed", "failed")

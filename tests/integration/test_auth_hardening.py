@@ -70,6 +70,14 @@ async def test_sign_ins_for_one_user_name_are_limited_whatever_address_they_come
         assert other.status_code == 401
 
 
+async def test_only_failed_sign_ins_count_against_a_user_name(env: Env) -> None:
+    await auth.add_user(env.svc.engine, "admin", "admin", PASSWORD)
+    env.settings = dataclasses.replace(env.settings, login_user_rate=3)
+    async with live_server(env.settings) as url:
+        codes = [(await sign_in(url, 40 + n, "admin", PASSWORD)).status_code for n in range(5)]
+    assert codes == [303] * 5  # signing in often (many tabs, many machines) is no offence
+
+
 async def test_with_redis_down_each_web_process_still_limits_sign_ins(env: Env, tmp_path: Path) -> None:
     with redis_server(tmp_path / "own-redis") as redis_url:
         settings = dataclasses.replace(env.settings, redis_url=redis_url, login_rate=3)

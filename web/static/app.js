@@ -487,6 +487,7 @@
 
     function showApproval(approval, status) {
       if (!isObject(approval)) return;
+      if (approval.requested_at && !approval.decision) root.dataset.approvalRequestedAt = approval.requested_at;
       const message = role("approval-message");
       if (message && approval.message) message.textContent = approval.message;
       const meta = role("approval-meta");
@@ -1122,6 +1123,10 @@
         }
         // The status the person saw: if someone else acted first, this action is refused (409).
         const body = { expected_status: root.dataset.status };
+        // and the approval request the person saw: a decision never lands on a later one
+        if ((action === "approve" || action === "reject") && root.dataset.approvalRequestedAt) {
+          body.expected_request = root.dataset.approvalRequestedAt;
+        }
         const comment = role("comment");
         if ((action === "approve" || action === "reject") && comment && comment.value.trim()) body.comment = comment.value.trim();
         const res = await api("POST", `${base}/${action}`, body);

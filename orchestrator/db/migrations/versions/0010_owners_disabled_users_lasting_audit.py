@@ -32,6 +32,14 @@ def upgrade() -> None:
     for table in ('api_tokens', 'hooks', 'schedules'):
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.add_column(sa.Column('owner', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True))
+    # What was known before: a job, hook or schedule made by a signed-in user names that user (a
+    # token's or a hook's name, `token:...`/`hook:...`, names no person and stays so): self-approval
+    # keeps holding for the jobs waiting at the upgrade.
+    for table in ('jobs', 'hooks', 'schedules'):
+        op.execute(
+            f"UPDATE {table} SET owner = created_by WHERE owner IS NULL AND created_by IS NOT NULL"
+            " AND created_by NOT LIKE '%:%' AND created_by <> 'runbook file'"
+        )
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.add_column(sa.Column('disabled_at', sa.DateTime(timezone=True), nullable=True))
     # the audit log is append-only: deleting a job keeps its entries (and adds one saying so)
