@@ -22,7 +22,7 @@ from orchestrator.errors import InvalidTransition
 from orchestrator.events import Pending, append, publish
 from orchestrator.queue import lease_key
 from orchestrator.states import JobStatus, StepStatus
-from orchestrator.transitions import move
+from orchestrator.transitions import cancel_leftovers, move
 from orchestrator.views import iso
 
 log = logging.getLogger(__name__)
@@ -114,8 +114,4 @@ async def _fail_steps(conn: Any, job_id: str, message: str) -> None:
         .where(steps.job_id == job_id, steps.status.in_(waiting))
         .values(status=StepStatus.FAILED.value, error=message, finished_at=utcnow())
     )
-    await conn.execute(
-        update(t.steps)
-        .where(steps.job_id == job_id, steps.status == StepStatus.PENDING.value)
-        .values(status=StepStatus.CANCELLED.value)
-    )
+    await conn.run_sync(cancel_leftovers, job_id)

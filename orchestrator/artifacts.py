@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from orchestrator.config import CAPS
 from orchestrator.db.tables import utcnow
 from orchestrator.errors import OrchestratorError
 
 KINDS = ("screenshot", "video", "export", "download", "attachment")
-#: The default of ORCH_MAX_ARTIFACT_BYTES (orchestrator/config.py).
-MAX_BYTES = 1024 * 1024 * 1024
+#: The largest artifact file: ORCH_MAX_ARTIFACT_BYTES (its default here; Services passes the settings').
+MAX_BYTES = CAPS["max_artifact_bytes"][1]
 CHUNK = 1024 * 1024
 
 

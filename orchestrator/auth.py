@@ -208,10 +208,6 @@ async def set_disabled(engine: AsyncEngine, name: str, disabled: bool) -> None:
             await conn.execute(delete(t.sessions).where(t.sessions.c.user_name == name))
 
 
-async def disable_user(engine: AsyncEngine, name: str) -> None:
-    await set_disabled(engine, name, True)
-
-
 async def list_users(engine: AsyncEngine) -> list[dict[str, Any]]:
     columns = (t.users.c.name, t.users.c.role, t.users.c.created_at, t.users.c.disabled_at)
     async with reading(engine) as conn:

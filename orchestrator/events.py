@@ -94,6 +94,19 @@ async def read_after(
     return [Event(r["id"], r["job_id"], r["type"], r["data"], r["created_at"]) for r in rows]
 
 
+async def resume_point(
+    conn: AsyncConnection, after: int, limit: int, job_id: str | None = None, types: Sequence[str] | None = None
+) -> int | None:
+    """None when at most `limit` events (of this job, of these types) came after `after`: a client that
+    saw `after` is replayed all it missed. Else the id after which the newest `limit` of them start."""
+    query = select(t.events.c.id).where(t.events.c.id > after).order_by(t.events.c.id.desc())
+    if job_id is not None:
+        query = query.where(t.events.c.job_id == job_id)
+    if types:
+        query = query.where(t.events.c.type.in_(types))
+    return (await conn.execute(query.offset(limit).limit(1))).scalar()
+
+
 async def last_id(conn: AsyncConnection, job_id: str | None = None) -> int:
     query = select(t.events.c.id).order_by(t.events.c.id.desc()).limit(1)
     if job_id is not None:

@@ -11,16 +11,17 @@ import math
 import re
 from typing import Any
 
+from orchestrator.config import CAPS
 from orchestrator.errors import InvalidInput
 from orchestrator.runbooks.schema import InputSpec
 
 MASK = "********"
 
 
-#: The defaults of ORCH_MAX_RECORDS and ORCH_MAX_RECORDS_BYTES (orchestrator/config.py): records in one
-#: `records` input, and that input's size as JSON.
-MAX_RECORDS = 10_000
-MAX_RECORDS_BYTES = 10 * 1024 * 1024
+#: Records in one `records` input, and that input's size as JSON: ORCH_MAX_RECORDS and
+#: ORCH_MAX_RECORDS_BYTES (their defaults here; callers pass the settings').
+MAX_RECORDS = CAPS["max_records"][1]
+MAX_RECORDS_BYTES = CAPS["max_records_bytes"][1]
 
 
 def validate(

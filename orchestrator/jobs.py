@@ -152,13 +152,13 @@ async def create(svc: Services, name: str, request: JobRequest) -> tuple[dict[st
     key = scoped_key(request)
     if key and (existing := await _by_key(svc, name, key)):
         return existing, False
-    await count_job(svc, request.owner, request.actor, request.source)
     clean = job_inputs.validate(
         runbook.inputs,
         request.inputs,
         max_records=svc.settings.max_records,
         max_records_bytes=svc.settings.max_records_bytes,
     )
+    await count_job(svc, request.owner, request.actor, request.source)  # a job it will make, not a refused one
     digest = _inputs_hash(svc, clean)
     job_id, now = new_id(), utcnow()
     attachments = _store_files(svc, job_id, runbook.inputs, clean)
@@ -526,7 +526,6 @@ async def rerun(
     that step with the values captured before it (and the page it was on, where that is known)."""
     if records not in (None, "failed"):
         raise InvalidInput({"records": "must be failed"})
-    await count_job(svc, human, actor, "rerun")
     async with reading(svc.engine) as conn:
         old = (await conn.execute(select(t.jobs).where(t.jobs.c.id == job_id))).mappings().first()
         if old is None:
@@ -560,6 +559,7 @@ async def rerun(
     carried, checkpoint = _carried(steps, from_step, old["checkpoint"], version.runbook) if from_step else ({}, None)
     if from_step:
         data["from_step"] = from_step
+    await count_job(svc, human, actor, "rerun")  # a re-run it will make, not a refused one
     new_job, now = new_id(), utcnow()
     row = {
         k: old[k]

@@ -42,6 +42,12 @@ class LocalCounts:
             del self.windows[next(iter(self.windows))]
         return count + 1, max(1, math.ceil(ends - now))
 
+    def peek(self, key: str) -> tuple[int, int]:
+        """(hits of `key` in its window, seconds left in it), counting nothing; (0, 0) for none."""
+        ends, count = self.windows.get(key, (0.0, 0))
+        left = math.ceil(ends - time.monotonic())
+        return (count, left) if left > 0 else (0, 0)
+
     def warn(self, exc: BaseException) -> None:
         """Say once a minute (not once a request) that limits are counted here only."""
         now = time.monotonic()
@@ -74,10 +80,12 @@ async def refuse_when_spent(redis: Redis, key: str, limit: int, local: LocalCoun
     if limit <= 0:
         return
     try:
-        count, ttl = await redis.get(f"orch:rate:{key}"), await redis.ttl(f"orch:rate:{key}")
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.get(f"orch:rate:{key}")
+            pipe.ttl(f"orch:rate:{key}")
+            count, ttl = await pipe.execute()
     except (RedisError, OSError):
-        ends, hits = (local.windows.get(key) if local is not None else None) or (0.0, 0)
-        count, ttl = (hits, math.ceil(ends - time.monotonic())) if ends > time.monotonic() else (0, 0)
+        count, ttl = local.peek(key) if local is not None else (0, 0)
     if int(count or 0) >= limit:
         retry = max(int(ttl), 1)
         raise TooManyRequests(f"Too many requests; try again in {retry} s.", retry_after=retry)

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 MAX_LOST = 3
 #: A lease missing this long (seconds) means the worker is gone.
 CONFIRM_S = 2.0
+#: How often (seconds) a reaper looks for approvals whose timeout ran out with their worker gone: each
+#: look reads every waiting job, and a decision a few seconds late is on time for a person's deadline.
+APPROVALS_EVERY_S = 5.0
 
 
 class Reaper:
@@ -38,11 +41,16 @@ class Reaper:
         self._pool = pool
         self._grace = grace
         self._missing: dict[tuple[str, int], float] = {}
+        self._approvals_at = float("-inf")
 
     async def sweep(self) -> int:
         """Hand back every running job whose lease has been missing for CONFIRM_S, and decide the
         approvals whose timeout ran out (their worker may be gone); return how many jobs moved."""
-        return await approvals.time_out_due(self._engine, self._pool) + await self._take_over_lost()
+        decided = 0
+        if time.monotonic() - self._approvals_at >= APPROVALS_EVERY_S:  # not every heartbeat of every worker
+            self._approvals_at = time.monotonic()
+            decided = await approvals.time_out_due(self._engine, self._pool)
+        return decided + await self._take_over_lost()
 
     async def _take_over_lost(self) -> int:
         query = select(t.jobs.c.id, t.jobs.c.attempt, t.jobs.c.priority, t.jobs.c.checkpoint).where(

@@ -14,7 +14,7 @@ from orchestrator.db import tables as t
 from orchestrator.db.tables import utcnow
 from orchestrator.errors import InvalidTransition, JobNotFound
 from orchestrator.events import Pending
-from orchestrator.states import JobStatus, allowed_actions, can_move
+from orchestrator.states import JobStatus, StepStatus, allowed_actions, can_move
 
 
 def move_sync(
@@ -95,4 +95,13 @@ def _refused(job_id: str, current: JobStatus, to: JobStatus, why: str = "") -> I
         f"Job {job_id} is {current.value} and cannot become {to.value}{reason}.",
         status=current.value,
         allowed_actions=allowed,
+    )
+
+
+def cancel_leftovers(conn: Connection, job_id: str) -> None:
+    """A job that ended before its run did: the steps that were still to run, or running, are cancelled."""
+    conn.execute(
+        update(t.steps)
+        .where(t.steps.c.job_id == job_id, t.steps.c.status.in_((StepStatus.PENDING.value, StepStatus.RUNNING.value)))
+        .values(status=StepStatus.CANCELLED.value)
     )

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from orchestrator.config import CAPS
 from orchestrator.db import tables as t
 from orchestrator.errors import JobNotFound
 
@@ -124,8 +125,8 @@ def record_view(row: RowMapping) -> dict[str, Any]:
 
 
 RECORD_STATUSES = ("success", "failed", "skipped")
-#: The default of ORCH_JOB_RECORDS (orchestrator/config.py): records the job object carries.
-JOB_RECORDS = 100
+#: Records the job object carries: ORCH_JOB_RECORDS (its default here; callers pass the settings').
+JOB_RECORDS = CAPS["job_records"][1]
 
 
 async def records_page(

@@ -10,31 +10,16 @@ import contextlib
 import json
 import logging
 from bisect import bisect_right
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sse_starlette import ServerSentEvent
 
 from orchestrator import events
-from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
 
 log = logging.getLogger(__name__)
 BATCH = 500
-
-
-async def resume_point(
-    conn: AsyncConnection, after: int, limit: int, job_id: str | None = None, types: Sequence[str] | None = None
-) -> int | None:
-    """None when at most `limit` events (of this job, of these types) came after `after`: a client that
-    saw `after` is replayed all it missed. Else the id after which the newest `limit` of them start."""
-    query = select(t.events.c.id).where(t.events.c.id > after).order_by(t.events.c.id.desc())
-    if job_id is not None:
-        query = query.where(t.events.c.job_id == job_id)
-    if types:
-        query = query.where(t.events.c.type.in_(types))
-    return (await conn.execute(query.offset(limit).limit(1))).scalar()
 
 
 def encode(event: events.Event) -> bytes:
@@ -76,7 +61,7 @@ class Feed:
             held = len(self._ids) - bisect_right(self._ids, after)
             return after if held <= limit else self._ids[-limit - 1]
         async with reading(self._engine) as conn:
-            found = await resume_point(conn, after, limit, types=self._types)
+            found = await events.resume_point(conn, after, limit, types=self._types)
         return after if found is None else found
 
     async def after(self, after: int) -> list[tuple[int, bytes]]:

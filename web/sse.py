@@ -4,7 +4,7 @@ Nothing runs away: one user holds at most ORCH_SSE_STREAMS_PER_USER streams of a
 answer 429), a stream ends at the heartbeat after its session or token ended (signed out, password
 changed, user disabled, token revoked), and a client more than ORCH_SSE_REPLAY_MAX events behind is
 not replayed all it missed: a job stream sends a fresh `snapshot`, the all-jobs stream the newest
-ORCH_SSE_REPLAY_MAX events (web/feed.py `resume_point`)."""
+ORCH_SSE_REPLAY_MAX events (orchestrator/events.py `resume_point`)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ from orchestrator.errors import JobNotFound, NotFound, TooManyRequests
 from orchestrator.services import Services
 from orchestrator.views import iso, job_view
 from web.auth import COOKIE, require, still_signed_in
-from web.feed import BATCH, Feed, encode, resume_point
+from web.feed import BATCH, Feed, encode
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,10 @@ async def job_stream(request: Request) -> EventStream:
     after = _last_event_id(request)
     async with reading(svc.engine) as conn:
         snapshot: dict[str, Any] | None = None
-        if after is not None and await resume_point(conn, after, svc.settings.sse_replay_max, job_id) is not None:
+        if (
+            after is not None
+            and await events.resume_point(conn, after, svc.settings.sse_replay_max, job_id) is not None
+        ):
             after = None  # too far behind to replay: a fresh snapshot instead
         if after is None:
             after = await events.last_id(conn, job_id)  # read before the view: later news is replayed, not lost

@@ -707,7 +707,7 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
 
     async def _finish(self, runbook: Runbook, scope: dict[str, Any], elapsed: float, secrets: frozenset[str]) -> None:
         outputs, output_error = render_outputs(runbook, scope, secrets)
-        fatal = self._fatal(runbook)
+        fatal = self.tally.first_error  # a failed step without continue_on_error, a rejection, or a timeout
         if output_error and not fatal:
             fatal = ("", output_error)
         status = JobStatus.FAILED if fatal else JobStatus.COMPLETED
@@ -786,10 +786,6 @@ class Executor(PeopleMixin, RecordsMixin, ChildrenMixin, WatchingMixin):
                 )
         if events:
             self._write(events=events)
-
-    def _fatal(self, runbook: Runbook) -> tuple[str, str] | None:
-        """The failure that fails the job: a failed step without continue_on_error, or a timeout."""
-        return self.tally.first_error
 
     async def _close_browser(self) -> None:
         if self._context is not None:

@@ -20,7 +20,7 @@ from orchestrator.events import Pending
 from orchestrator.masking import mask_value
 from orchestrator.runbooks.schema import Runbook
 from orchestrator.states import JobStatus, StepStatus
-from orchestrator.transitions import SELECT_STATUS, move_sync
+from orchestrator.transitions import SELECT_STATUS, cancel_leftovers, move_sync
 from worker.committer import prepared
 
 STEP_FIELDS = (
@@ -204,14 +204,6 @@ class TimeOutApproval(JobOp):
             values.update(error_message=message, error_step_id=current.get("step_id"), summary=message)
         with contextlib.suppress(InvalidTransition):  # a person decided in the same instant: theirs stands
             self._move(conn, events, self.target, JobStatus.WAITING_FOR_APPROVAL, values)
-
-
-def cancel_leftovers(conn: Connection, job_id: str) -> None:
-    conn.execute(
-        update(t.steps)
-        .where(t.steps.c.job_id == job_id, t.steps.c.status.in_((StepStatus.PENDING.value, StepStatus.RUNNING.value)))
-        .values(status=StepStatus.CANCELLED.value)
-    )
 
 
 def render_outputs(

@@ -150,5 +150,5 @@ async def test_a_token_whose_owner_is_disabled_is_refused(env: Env) -> None:
     await auth.add_user(env.svc.engine, "erin", "operator", PASSWORD)
     token = await auth.create_token(env.svc.engine, "erin-ci", "operator", created_by="tests", owner="erin")
     assert await auth.token_principal(env.svc.engine, token) is not None
-    await auth.disable_user(env.svc.engine, "erin")
+    await auth.set_disabled(env.svc.engine, "erin", True)
     assert await auth.token_principal(env.svc.engine, token) is None

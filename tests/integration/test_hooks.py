@@ -117,7 +117,7 @@ async def test_a_hook_remembers_the_human_who_made_it_and_its_jobs_are_theirs(en
     async with reading(env.svc.engine) as conn:
         owner = (await conn.execute(select(t.jobs.c.owner).where(t.jobs.c.id == started.json()["id"]))).scalar()
     assert owner == "alice"
-    await auth.disable_user(env.svc.engine, "alice")  # a disabled user's hooks stop, as their tokens do
+    await auth.set_disabled(env.svc.engine, "alice", True)  # a disabled user's hooks stop, as their tokens do
     async with http_client(env.settings, role=None) as client:
         assert (await client.post(hook["url"], json={"order": "O-2"})).status_code == 404
 

@@ -46,7 +46,11 @@ async def goto(ctx: StepContext, step: Goto) -> dict[str, Any] | None:
 
 
 async def _refused(ctx: StepContext, urls: list[str]) -> bool:
-    return any([(await ctx.policy.check_url(url)).refusal for url in urls])
+    """Whether the policy refuses any of these (the first refused one ends the look)."""
+    for url in urls:
+        if (await ctx.policy.check_url(url)).refusal:
+            return True
+    return False
 
 
 def _not_opened(url: str, error: str) -> str:
