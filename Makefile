@@ -11,7 +11,7 @@ run: $(STAMP) system-deps
 	$(BIN)/orchestrator dev
 
 test: $(STAMP) system-deps lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadscope
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -18,11 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
 from orchestrator.db.tables import utcnow
-from orchestrator.errors import InvalidTransition
 from orchestrator.events import Pending, append, publish
-from orchestrator.queue import lease_key
+from orchestrator.keys import lease_key
+from orchestrator.schemas.common import parse_time
 from orchestrator.states import JobStatus, StepStatus
-from orchestrator.transitions import cancel_leftovers, move
+from orchestrator.transitions import TIME_OUT, cancel_leftovers, make
 from orchestrator.views import iso
 
 log = logging.getLogger(__name__)
@@ -38,12 +38,27 @@ def timeout_decision(seconds: float, on_timeout: str) -> dict[str, Any]:
     return {"decision": verb, "by": "timeout", "comment": message, "decided_at": iso(utcnow())}
 
 
+def timed_out(
+    approval: dict[str, Any], decision: dict[str, Any], ends: bool = False
+) -> tuple[JobStatus, dict[str, Any]]:
+    """Where a job whose approval timed out goes (running, or failed with the decision as its error),
+    and its columns; `ends`: the job ends here (its run is gone), so it also gets its finish time."""
+    target = JobStatus.RUNNING if decision["decision"] == "approved" else JobStatus.FAILED
+    values: dict[str, Any] = {"approval": {**approval, **decision}}
+    if target is JobStatus.FAILED:
+        message = decision["comment"]
+        values.update(error_message=message, error_step_id=approval.get("step_id"), summary=message)
+        if ends:
+            values["finished_at"] = utcnow()
+    return target, values
+
+
 def overdue(approval: dict[str, Any] | None, now: datetime) -> bool:
     """Whether a pending approval request's timeout has run out (plus the asking worker's grace)."""
     if not approval or approval.get("decision") or approval.get("timeout_s") is None:
         return False
     try:
-        asked = datetime.fromisoformat(str(approval["requested_at"]))
+        asked = parse_time(approval["requested_at"])
     except (KeyError, ValueError):
         return False
     return asked + timedelta(seconds=float(approval["timeout_s"])) + GRACE <= now
@@ -78,30 +93,23 @@ _WAITING = (
 
 async def _decide(engine: AsyncEngine, job_id: str, approval: dict[str, Any]) -> bool:
     decision = timeout_decision(float(approval["timeout_s"]), str(approval.get("on_timeout") or "reject"))
-    target = JobStatus.RUNNING if decision["decision"] == "approved" else JobStatus.FAILED
-    values: dict[str, Any] = {"approval": {**approval, **decision}}
+    target, values = timed_out(approval, decision, ends=True)
     events: list[Pending] = []
-    step_id = approval.get("step_id")
-    if target is JobStatus.FAILED:
-        message = decision["comment"]
-        values.update(error_message=message, error_step_id=step_id, summary=message, finished_at=utcnow())
-    try:
-        async with writing(engine) as conn:
-            # locked (PostgreSQL; SQLite's writer holds the whole database) until the move commits
-            now = (
-                await conn.execute(select(t.jobs.c.approval).where(t.jobs.c.id == job_id).with_for_update())
-            ).scalar() or {}
-            if now.get("requested_at") != approval.get("requested_at") or now.get("decision"):
-                return False  # decided meanwhile, and perhaps asking again: that request has its own deadline
-            await move(conn, job_id, target, expected={JobStatus.WAITING_FOR_APPROVAL}, values=values, events=events)
-            if target is JobStatus.FAILED:  # the asking worker may be gone: end the step and the job here
-                await _fail_steps(conn, job_id, decision["comment"])
-                report = {"job_id": job_id, "status": target.value, "summary": decision["comment"]}
-                events.append(Pending(job_id, "report", report))
-            await append(conn, events)
-    except InvalidTransition:
-        return False  # decided (or cancelled) meanwhile
-    log.info("job %s: approval of step %s timed out (%s)", job_id, step_id, decision["decision"])
+    async with writing(engine) as conn:
+        # locked (PostgreSQL; SQLite's writer holds the whole database) until the move commits
+        now = (
+            await conn.execute(select(t.jobs.c.approval).where(t.jobs.c.id == job_id).with_for_update())
+        ).scalar() or {}
+        if now.get("requested_at") != approval.get("requested_at") or now.get("decision"):
+            return False  # decided meanwhile, and perhaps asking again: that request has its own deadline
+        if await make(conn, TIME_OUT, job_id, target, values=values, events=events) is None:
+            return False  # decided (or cancelled) meanwhile
+        if target is JobStatus.FAILED:  # the asking worker may be gone: end the step and the job here
+            await _fail_steps(conn, job_id, decision["comment"])
+            report = {"job_id": job_id, "status": target.value, "summary": decision["comment"]}
+            events.append(Pending(job_id, "report", report))
+        await append(conn, events)
+    log.info("job %s: approval of step %s timed out (%s)", job_id, approval.get("step_id"), decision["decision"])
     return True
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from orchestrator.auth import ROLES, Principal
 from orchestrator.config import Settings
+from orchestrator.states import JobStatus, StepStatus
 
 
 def _settings() -> Settings:
@@ -146,7 +147,7 @@ async def _follow(svc: Any, job_id: str) -> int:
                             job = await job_view(conn, job_id)
                         if job["outputs"]:
                             print("outputs " + json.dumps(job["outputs"]))
-                        return 0 if row.data["status"] == "completed" else 1
+                        return 0 if row.data["status"] == JobStatus.COMPLETED.value else 1
                 await news.wait(5)
     finally:
         await hub.stop()
@@ -158,7 +159,7 @@ def _print_event(row: Any) -> None:
         print(f"status  {data['status']}")
     elif row.type == "step":
         step = data["step"]
-        if step["status"] != "running":
+        if step["status"] != StepStatus.RUNNING.value:
             extra = f"  {step['error']}" if step["error"] else ""
             print(f"step    {step['id']:<24} {step['status']:<9} {step['duration_s'] or 0:6.2f} s{extra}")
     elif row.type == "log":

@@ -20,13 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from orchestrator.db import driver
 from orchestrator.db import tables as t
 from orchestrator.db.tables import utcnow
+from orchestrator.keys import EVENTS_CHANNEL, FRAMES_CHANNEL
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "orch:events"
-#: Live frames of watched jobs (worker/screencast.py): `{job_id, seq, at, step_id}`; the image is
-#: under FRAME_KEY, kept while somebody watches (WATCH_KEY is alive while a page follows the job).
-FRAMES_CHANNEL = "orch:frames"
 EventType = Literal["snapshot", "status", "step", "screenshot", "approval", "log", "report"]
 #: The events the all-jobs stream carries.
 GLOBAL_TYPES = ("status", "report")
@@ -48,6 +45,12 @@ class Pending:
     job_id: str
     type: str
     data: dict[str, Any]
+
+
+def status_event(job_id: str, status: str, previous: str | None, at: datetime) -> Pending:
+    """A `status` event: the job moved from `previous` (None: it was just made) to `status` at `at`.
+    orchestrator/transitions.py appends one with every move."""
+    return Pending(job_id, "status", {"job_id": job_id, "status": status, "previous": previous, "at": at.isoformat()})
 
 
 async def append(conn: AsyncConnection, pending: Sequence[Pending]) -> None:
@@ -77,7 +80,7 @@ async def publish(redis: Redis, job_ids: Iterable[str]) -> None:
     if not ids:
         return
     try:
-        await redis.publish(CHANNEL, json.dumps(ids))
+        await redis.publish(EVENTS_CHANNEL, json.dumps(ids))
     except Exception as exc:  # noqa: BLE001 - Redis down must not fail a committed write
         log.warning("could not announce events for %s: %s", ids, exc)
 
@@ -112,14 +115,6 @@ async def last_id(conn: AsyncConnection, job_id: str | None = None) -> int:
     if job_id is not None:
         query = query.where(t.events.c.job_id == job_id)
     return (await conn.execute(query)).scalar() or 0
-
-
-def frame_key(job_id: str) -> str:
-    return f"orch:frame:{job_id}"
-
-
-def watch_key(job_id: str) -> str:
-    return f"orch:watch:{job_id}"
 
 
 class Subscription:
@@ -236,7 +231,7 @@ class Hub:
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL, FRAMES_CHANNEL)
+                    await pubsub.subscribe(EVENTS_CHANNEL, FRAMES_CHANNEL)
                     self._wake_all()  # (re)connected: let everyone re-read what they may have missed
                     async for message in pubsub.listen():
                         if message["type"] != "message":

@@ -11,7 +11,9 @@ from sqlalchemy.engine import RowMapping
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
 from orchestrator.db.tables import utcnow
-from orchestrator.errors import InvalidInput, InvalidTransition, JobNotFound, RunbookNotFound
+from orchestrator.errors import InvalidTransition, JobNotFound, RunbookNotFound
+from orchestrator.schemas.common import query_of
+from orchestrator.schemas.runbooks import HistoryEntry, HistoryPage, HistoryQuery
 from orchestrator.services import Services
 from orchestrator.states import JobStatus
 from orchestrator.views import iso
@@ -25,31 +27,9 @@ SORTS = {
 ACTIVE = {JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED, JobStatus.WAITING_FOR_APPROVAL}
 
 
-def parse_query(params: Any) -> tuple[str, int, int]:
-    """sort, limit and start from query parameters; a bad one is a 422 naming it. (`previews=include`
-    is read by the caller.)"""
-    errors: dict[str, str] = {}
-    sort = params.get("sort") or "-createdAt"
-    if sort not in SORTS:
-        errors["sort"] = f"must be one of {', '.join(SORTS)}"
-    limit = _whole(params.get("limit"), 30, 1, 200, "limit", errors)
-    start = _whole(params.get("start"), 0, 0, 10_000_000, "start", errors)
-    if errors:
-        raise InvalidInput(errors)
-    return sort, limit, start
-
-
-def _whole(raw: str | None, default: int, low: int, high: int, name: str, errors: dict[str, str]) -> int:
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(str(raw))
-    except ValueError:
-        errors[name] = "must be a whole number"
-        return default
-    if not low <= value <= high:
-        errors[name] = f"must be between {low} and {high}"
-    return value
+def parse_query(params: Any) -> HistoryQuery:
+    """sort, limit, start and previews from query parameters; a bad one is a 422 naming it."""
+    return query_of(HistoryQuery, params)
 
 
 async def page(
@@ -74,14 +54,17 @@ async def page(
         links["next"] = {"href": _href(base, start + limit, limit, sort, previews)}
     if start > 0:
         links["prev"] = {"href": _href(base, max(0, start - limit), limit, sort, previews)}
-    entries = [entry(r, steps.get(r["id"], [])) for r in rows]
-    return {
+    entries = [_entry(r, steps.get(r["id"], [])) for r in rows]
+    shown = {
         "_links": links,
         "_embedded": {"job-history": entries},
         "start": start,
         "count": len(entries),
         "total": total,
     }
+    answer = HistoryPage.model_validate(shown).model_dump(mode="json", by_alias=True)
+    answer["_links"] = {k: v for k, v in answer["_links"].items() if v is not None}
+    return answer
 
 
 async def one(svc: Services, runbook: str, job_id: str) -> dict[str, Any]:
@@ -127,22 +110,28 @@ async def remove(svc: Services, runbook: str, job_id: str, actor: str) -> None:
 
 
 def entry(row: RowMapping, steps: list[RowMapping]) -> dict[str, Any]:
+    return _entry(row, steps).model_dump(mode="json")
+
+
+def _entry(row: RowMapping, steps: list[RowMapping]) -> HistoryEntry:
     began = row["started_at"] or row["created_at"]
     error = row["error_message"]
-    return {
-        "id": row["id"],
-        "runbook": row["runbook"],
-        "runbook_version": row["runbook_version"],
-        "status": row["status"],
-        "success": row["status"] == JobStatus.COMPLETED.value,
-        "warnings": bool(row["warnings"]),
-        "duration": [iso(began), iso(row["finished_at"])],
-        "data": row["data"] or {},
-        "summary": row["summary"],
-        "error": {"message": error, "step_id": row["error_step_id"]} if error else None,
-        "progress": [_progress(s) for s in steps],
-        "createdAt": iso(row["created_at"]),
-    }
+    return HistoryEntry.model_validate(
+        {
+            "id": row["id"],
+            "runbook": row["runbook"],
+            "runbook_version": row["runbook_version"],
+            "status": row["status"],
+            "success": row["status"] == JobStatus.COMPLETED.value,
+            "warnings": bool(row["warnings"]),
+            "duration": [began, row["finished_at"]],
+            "data": row["data"] or {},
+            "summary": row["summary"],
+            "error": {"message": error, "step_id": row["error_step_id"]} if error else None,
+            "progress": [_progress(s) for s in steps],
+            "createdAt": row["created_at"],
+        }
+    )
 
 
 def _progress(step: RowMapping) -> dict[str, Any]:

@@ -179,8 +179,12 @@ def _file(value: Any) -> Any:
     "data_base64"}; stored by jobs.create."""
     if not isinstance(value, dict) or not isinstance(value.get("filename"), str) or not value["filename"].strip():
         raise ValueError('must be a file: {"filename": ..., "data_base64": ...}')
+    if not isinstance(value.get("content_type") or "", str):
+        raise ValueError("content_type must be a string, such as text/csv")
     if isinstance(value.get("content"), bytes):
         content = value["content"]
+    elif not isinstance(value.get("data_base64", ""), str):
+        raise ValueError("data_base64 must be a string of base64")
     else:
         try:
             content = base64.b64decode(str(value.get("data_base64", "")), validate=True)

@@ -24,8 +24,8 @@ from orchestrator import queue
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
 from orchestrator.db.tables import aware
+from orchestrator.keys import LIMITS_KEY, lease_key, line_key, slots_key
 
-LIMITS_KEY = "orch:limits"
 GRACE_MS = 15_000
 
 #: KEYS: slots, line. ARGV: job ('' to only hand out free slots), its place in line, the limit, now
@@ -59,14 +59,6 @@ while redis.call('zcard', slots) < limit do
 end
 return {holds, given}
 """
-
-
-def slots_key(runbook: str) -> str:
-    return f"orch:slots:{runbook}"
-
-
-def line_key(runbook: str) -> str:
-    return f"orch:line:{runbook}"  # queue.reconcile reads it too
 
 
 def place(created_at: datetime, priority: str) -> float:
@@ -108,7 +100,7 @@ class Limits:
 
     async def _call(self, runbook: str, limit: int, job_id: str, order: float, mode: str) -> bool:
         now = int(time.time() * 1000)
-        args: list[str | int | float] = [job_id, order, limit, now, GRACE_MS, queue.lease_key(""), mode]
+        args: list[str | int | float] = [job_id, order, limit, now, GRACE_MS, lease_key(""), mode]
         holds, given = await self._admit(keys=[slots_key(runbook), line_key(runbook)], args=args)
         if given:
             await self._enqueue([_text(g) for g in given])

@@ -13,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
 from orchestrator.db.tables import aware, utcnow
+from orchestrator.keys import WAKE_CHANNEL, lease_key, line_key
+from orchestrator.states import JobStatus
 
 FUNCTION = "run_job"
 #: Published after every enqueue so workers start at once instead of waiting for their next poll.
-WAKE_CHANNEL = "orch:wake"
 #: How far ahead of its enqueue time a job of each priority is scored (a smaller score runs first).
 #: Scores are fixed at enqueue, so a waiting low job eventually beats newer normal ones: age raises it.
 PRIORITY_HEAD_START = {"low": timedelta(0), "normal": timedelta(seconds=60), "high": timedelta(minutes=10)}
@@ -83,7 +84,10 @@ async def reconcile(engine: AsyncEngine, pool: ArqRedis, older_than: timedelta =
     query = select(jobs.id, jobs.runbook, jobs.attempt, jobs.priority, jobs.updated_at, jobs.scheduled_at).where(
         jobs.updated_at < cutoff,
         # a job for later counts once its time is near: Redis may have lost its deferred entry too
-        or_(jobs.status == "queued", and_(jobs.status == "scheduled", jobs.scheduled_at <= now + older_than)),
+        or_(
+            jobs.status == JobStatus.QUEUED.value,
+            and_(jobs.status == JobStatus.SCHEDULED.value, jobs.scheduled_at <= now + older_than),
+        ),
     )
     async with reading(engine) as conn:
         rows = (await conn.execute(query.limit(1000))).all()
@@ -95,7 +99,7 @@ async def reconcile(engine: AsyncEngine, pool: ArqRedis, older_than: timedelta =
             pipe.exists(job_key_prefix + arq_id, in_progress_key_prefix + arq_id)
             pipe.exists(in_progress_key_prefix + arq_id)
             pipe.exists(lease_key(row.id))
-            pipe.zscore(f"orch:line:{row.runbook}", row.id)  # waiting for a slot of its runbook
+            pipe.zscore(line_key(row.runbook), row.id)  # waiting for a slot of its runbook
         found = await pipe.execute()
     lost, dead = [], []
     for i, row in enumerate(rows):
@@ -134,15 +138,10 @@ async def _retake(engine: AsyncEngine, pool: ArqRedis, job_id: str, attempt: int
     async with writing(engine) as conn:
         moved = await conn.execute(
             update(t.jobs)
-            .where(t.jobs.c.id == job_id, t.jobs.c.status == "queued", t.jobs.c.attempt == attempt)
+            .where(t.jobs.c.id == job_id, t.jobs.c.status == JobStatus.QUEUED.value, t.jobs.c.attempt == attempt)
             .values(attempt=attempt + 1, updated_at=utcnow())
         )
     if moved.rowcount != 1:
         return 0
     await enqueue(pool, job_id, attempt + 1, priority)
     return 1
-
-
-def lease_key(job_id: str) -> str:
-    """Held by the worker running a job (value: its attempt), renewed by a heartbeat."""
-    return f"orch:lease:{job_id}"

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from orchestrator.errors import TooManyRequests
+from orchestrator.keys import rate_key
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ async def rate_limit(redis: Redis, key: str, limit: int, window_s: int = 60, loc
     if limit <= 0:
         return
     try:
-        count, ttl = await redis.eval(_HIT, 1, f"orch:rate:{key}", str(window_s))  # type: ignore[misc]
+        count, ttl = await redis.eval(_HIT, 1, rate_key(key), str(window_s))  # type: ignore[misc]
     except (RedisError, OSError) as exc:
         if local is None:
             log.warning("rate limit %s not checked: %s", key.split(":", 1)[0], exc)
@@ -81,8 +82,8 @@ async def refuse_when_spent(redis: Redis, key: str, limit: int, local: LocalCoun
         return
     try:
         async with redis.pipeline(transaction=False) as pipe:
-            pipe.get(f"orch:rate:{key}")
-            pipe.ttl(f"orch:rate:{key}")
+            pipe.get(rate_key(key))
+            pipe.ttl(rate_key(key))
             count, ttl = await pipe.execute()
     except (RedisError, OSError):
         count, ttl = local.peek(key) if local is not None else (0, 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import timedelta
+from typing import Any
 
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
@@ -20,10 +21,10 @@ from orchestrator import approvals, queue
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
 from orchestrator.db.tables import utcnow
-from orchestrator.errors import InvalidTransition
 from orchestrator.events import Pending, append, publish
+from orchestrator.keys import lease_key
 from orchestrator.states import JobStatus
-from orchestrator.transitions import move
+from orchestrator.transitions import HAND_BACK, REAP, Move, make
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class Reaper:
         now, seen, taken = time.monotonic(), set(), 0
         for row in rows:
             key = (row.id, row.attempt)
-            if await self._pool.exists(queue.lease_key(row.id)):
+            if await self._pool.exists(lease_key(row.id)):
                 continue
             seen.add(key)
             first = self._missing.setdefault(key, now)
@@ -75,11 +76,11 @@ class Reaper:
         if lost >= MAX_LOST:
             message = f"The worker running this job was lost {lost} times."
             values = {"error_message": message, "summary": message, "finished_at": utcnow()}
-            done = await _move_on(self._engine, self._pool, job_id, attempt, JobStatus.FAILED, values, message)
+            done = await _move_on(self._engine, self._pool, REAP, job_id, attempt, JobStatus.FAILED, values, message)
         else:
             values = {"attempt": attempt + 1, "checkpoint": {**checkpoint, "lost": lost}}
             message = f"The worker of attempt {attempt} was lost; attempt {attempt + 1} resumes."
-            done = await _move_on(self._engine, self._pool, job_id, attempt, JobStatus.QUEUED, values, message)
+            done = await _move_on(self._engine, self._pool, REAP, job_id, attempt, JobStatus.QUEUED, values, message)
             if done:
                 await queue.enqueue(self._pool, job_id, attempt + 1, priority)
         if done:
@@ -90,7 +91,8 @@ class Reaper:
 async def hand_back(engine: AsyncEngine, pool: ArqRedis, job_id: str, attempt: int, priority: str) -> bool:
     """A worker that stops hands its running job back as the next attempt (no lost worker counted)."""
     message = f"The worker stopped; attempt {attempt + 1} resumes on another worker."
-    if not await _move_on(engine, pool, job_id, attempt, JobStatus.QUEUED, {"attempt": attempt + 1}, message):
+    values = {"attempt": attempt + 1}
+    if not await _move_on(engine, pool, HAND_BACK, job_id, attempt, JobStatus.QUEUED, values, message):
         return False
     try:
         await queue.enqueue(pool, job_id, attempt + 1, priority)
@@ -102,20 +104,19 @@ async def hand_back(engine: AsyncEngine, pool: ArqRedis, job_id: str, attempt: i
 async def _move_on(
     engine: AsyncEngine,
     pool: ArqRedis,
+    move: Move,
     job_id: str,
     attempt: int,
     to: JobStatus,
-    values: dict[str, object],
+    values: dict[str, Any],
     message: str,
 ) -> bool:
-    """Move a running job of this attempt on, with a log event saying why; False if it moved meanwhile."""
+    """Make `move` of a running job of this attempt, with a log event saying why; False if it moved meanwhile."""
     events: list[Pending] = []
-    try:
-        async with writing(engine) as conn:
-            await move(conn, job_id, to, expected={JobStatus.RUNNING}, attempt=attempt, values=values, events=events)
-            events.append(Pending(job_id, "log", {"job_id": job_id, "level": "warning", "message": message}))
-            await append(conn, events)
-    except InvalidTransition:
-        return False  # someone else took it over, or it ended
+    async with writing(engine) as conn:
+        if await make(conn, move, job_id, to, attempt=attempt, values=values, events=events) is None:
+            return False  # someone else took it over, or it ended
+        events.append(Pending(job_id, "log", {"job_id": job_id, "level": "warning", "message": message}))
+        await append(conn, events)
     await publish(pool, [job_id])
     return True

@@ -20,64 +20,49 @@ from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
 from orchestrator.db.tables import utcnow
 from orchestrator.errors import Conflict, InvalidInput, ScheduleNotFound
-from orchestrator.jobs import PRIORITIES
 from orchestrator.runbooks.schema import Runbook, Schedule
+from orchestrator.schemas.common import validated
+from orchestrator.schemas.schedules import Schedule as ScheduleView
+from orchestrator.schemas.schedules import ScheduleCreate, ScheduleUpdate
 from orchestrator.services import Services
-from orchestrator.views import iso
 
-CATCH_UP = ("none", "latest", "all")
-OVERLAP = ("skip", "allow", "cancel_previous")
-FIELDS = {"runbook", "cron", "timezone", "inputs", "priority", "catch_up", "overlap", "active"}
 FILE_PREFIX = "runbook."
 
 
 def view(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "runbook": row.runbook,
-        "origin": row.origin,
-        "cron": row.cron,
-        "timezone": row.timezone,
-        "inputs": row.inputs,
-        "priority": row.priority,
-        "catch_up": row.catch_up,
-        "overlap": row.overlap,
-        "active": row.active,
-        "previous_trigger": iso(row.last_fire_at),
-        "next_trigger": iso(row.next_fire_at) if row.active else None,
-        "last_job_id": row.last_job_id,
-        "created_by": row.created_by,
-        "created_at": iso(row.created_at),
-        "updated_at": iso(row.updated_at),
-        "url": f"/api/v1/schedules/{row.id}",
-    }
+    shown = ScheduleView.model_validate(
+        {
+            **row._mapping,
+            "previous_trigger": row.last_fire_at,
+            "next_trigger": row.next_fire_at if row.active else None,
+            "url": f"/api/v1/schedules/{row.id}",
+        }
+    )
+    return shown.model_dump(mode="json", include=set(ScheduleView.model_fields))
 
 
 # -- checking what callers send ------------------------------------------------------------------
 
 
 def _check(body: Any, runbook: Runbook, settings: Settings, current: Any = None) -> dict[str, Any]:
-    """The fields of a POST body, or of a PATCH of schedule `current`; each problem named by its field."""
-    if not isinstance(body, dict):
-        raise InvalidInput({"body": "must be a JSON object"})
-    errors = {k: "is not a known field" for k in body if k not in FIELDS}
-    if current is not None and "runbook" in body:
+    """The fields of a POST body (ScheduleCreate), or of a PATCH (ScheduleUpdate) of schedule `current`;
+    each problem named by its field, the runbook's inputs included."""
+    errors: dict[str, str] = {}
+    if current is not None and isinstance(body, dict) and "runbook" in body:
         errors["runbook"] = "cannot be changed; make a new schedule for another runbook"
-    values = {k: v for k, v in body.items() if k in FIELDS and k != "runbook"}
-    if current is None:
-        values.setdefault("inputs", {})
-        values.setdefault("timezone", "UTC")
-        if "cron" not in values:
-            errors["cron"] = 'is required, such as "0 6 * * 1-5"'
-    _check_choice(values, "catch_up", CATCH_UP, errors)
-    _check_choice(values, "overlap", OVERLAP, errors)
-    if values.get("priority") is not None:
-        _check_choice(values, "priority", PRIORITIES, errors)
-    if "active" in values and not isinstance(values["active"], bool):
-        errors["active"] = "must be true or false"
-    if "inputs" in values:
-        _check_inputs(values, runbook, settings, errors)
-    if ("cron" in values or "timezone" in values) and "cron" not in errors:
+        body = {k: v for k, v in body.items() if k != "runbook"}
+    values: dict[str, Any] = {}
+    try:
+        checked = validated(ScheduleCreate if current is None else ScheduleUpdate, body)
+        sent = checked.model_dump(include=checked.model_fields_set | ({"timezone"} if current is None else set()))
+        # null leaves a field as it is, but for priority, where it means the runbook's own
+        values = {k: v for k, v in sent.items() if k != "runbook" and (v is not None or k == "priority")}
+    except InvalidInput as exc:
+        errors.update(exc.fields)
+    given = body.get("inputs", {} if current is None else None) if isinstance(body, dict) else None
+    if isinstance(given, dict) and "inputs" not in errors:
+        _check_inputs(values, given, runbook, settings, errors)
+    if ("cron" in values or "timezone" in values) and not errors:
         _check_cron(
             values.get("cron", current and current.cron), values.get("timezone", current and current.timezone), errors
         )
@@ -86,30 +71,20 @@ def _check(body: Any, runbook: Runbook, settings: Settings, current: Any = None)
     return values
 
 
-def _check_choice(values: dict[str, Any], name: str, choices: tuple[str, ...], errors: dict[str, str]) -> None:
-    if name in values and values[name] not in choices:
-        errors[name] = f"must be one of {', '.join(choices)}"
-
-
-def _check_inputs(values: dict[str, Any], runbook: Runbook, settings: Settings, errors: dict[str, str]) -> None:
-    given = values["inputs"]
-    if not isinstance(given, dict):
-        errors["inputs"] = "must be an object"
-        return
+def _check_inputs(
+    values: dict[str, Any], given: dict[str, Any], runbook: Runbook, settings: Settings, errors: dict[str, str]
+) -> None:
     try:
         clean = job_inputs.validate(
             runbook.inputs, given, max_records=settings.max_records, max_records_bytes=settings.max_records_bytes
         )
     except InvalidInput as exc:
-        errors.update({f"inputs.{k}": v for k, v in exc.details.get("fields", {}).items()})
+        errors.update({f"inputs.{k}": v for k, v in exc.fields.items()})
         return
     values["inputs"] = {k: clean[k] for k in given}
 
 
 def _check_cron(expression: Any, timezone: Any, errors: dict[str, str]) -> None:
-    if not isinstance(timezone, str):
-        errors["timezone"] = "must be an IANA time zone name such as Europe/Berlin"
-        return
     try:
         cron.check(expression, timezone)
     except cron.CronError as exc:
@@ -135,7 +110,7 @@ async def create(svc: Services, body: Any, actor: str, owner: str | None = None)
     name = body.get("runbook") if isinstance(body, dict) else None
     if not isinstance(name, str) or not name:
         raise InvalidInput({"runbook": "is required: the name of the runbook to run"})
-    runbook = (await svc.catalog.get(name)).runbook
+    runbook = (await svc.catalog.get(name)).runbook  # 404 for an unknown runbook, before the fields
     values = _check(body, runbook, svc.settings)
     now = utcnow()
     row = {

@@ -1,11 +1,20 @@
-"""The one function that changes a job's status: table lookup, then compare-and-set."""
+"""Every move of a job's status, declared once, and the one compare-and-set that makes them.
+
+A move names where it may come from and where it goes (the state table of orchestrator/states.py
+bounds it too) and what happens when another writer moved the job first. `make` is the one function
+that writes a job's status: `UPDATE ... WHERE id = ? AND status = ?` (and, for a run's moves,
+`AND attempt = ?`: the attempt fence, which also guards a run's step rows and its committer's
+batches), appending the move's `status` event in the same transaction."""
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Collection
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Update, bindparam, select, update
+from sqlalchemy import BindParameter, ColumnElement, Update, bindparam, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -13,49 +22,184 @@ from orchestrator.db import driver
 from orchestrator.db import tables as t
 from orchestrator.db.tables import utcnow
 from orchestrator.errors import InvalidTransition, JobNotFound
-from orchestrator.events import Pending
+from orchestrator.events import Pending, status_event
 from orchestrator.states import JobStatus, StepStatus, allowed_actions, can_move
 
 
-def move_sync(
+class Lost(StrEnum):
+    """What a move does when the job is not where it may come from: another writer moved it first
+    (a person cancelled, a decision came in), or a newer attempt fenced this one out."""
+
+    REFUSE = "refuse"  # InvalidTransition: 409 to a person; a run's writes stop (its fence breaks)
+    YIELD = "yield"  # the other writer's move stands: nothing is written, `make` returns None
+    KEEP = "keep"  # the other writer's status stands; the move's `keeps` columns are written even so
+
+
+@dataclass(frozen=True)
+class Move:
+    name: str
+    sources: frozenset[JobStatus]
+    targets: frozenset[JobStatus]
+    lost: Lost = Lost.REFUSE
+    #: (from, through): a job in `from` passes through `through` first, with an event for each step.
+    via: tuple[JobStatus, JobStatus] | None = None
+    #: Lost.KEEP: the columns written even so (cancel_leftovers ends the steps still to run).
+    keeps: tuple[str, ...] = ()
+    #: Bounded by the state table too. A mirror is not: it copies what another tool reports.
+    checked: bool = True
+
+
+@dataclass(frozen=True)
+class Moved:
+    previous: JobStatus
+    status: JobStatus  # where the job is now (Lost.KEEP: where the other writer put it)
+    won: bool = True
+
+
+S = JobStatus
+EVERY = frozenset(JobStatus)
+ACTIVE = frozenset(s for s in JobStatus if not s.finished)
+
+#: A run claims its job: queued (or scheduled, whose time has come) to running, for its attempt.
+CLAIM = Move("claim", frozenset({S.QUEUED}), frozenset({S.RUNNING}), via=(S.SCHEDULED, S.QUEUED))
+#: A run ends its job. When a person ended it first (cancel, reject) their status and error stand,
+#: and the run's metrics and outputs are still recorded; a newer attempt writes its own.
+FINISH = Move(
+    "finish",
+    frozenset({S.RUNNING}),
+    frozenset({S.COMPLETED, S.FAILED}),
+    lost=Lost.KEEP,
+    keeps=("metrics", "outputs", "duration_s", "finished_at"),
+)
+#: A run stops at an approval step, on the same page.
+ASK = Move("ask approval", frozenset({S.RUNNING}), frozenset({S.WAITING_FOR_APPROVAL}))
+#: Nobody decided in time: the step's on_timeout decides (the asking run, or the sweep when it is
+#: gone). A person who decided in the same instant stands.
+TIME_OUT = Move("time out", frozenset({S.WAITING_FOR_APPROVAL}), frozenset({S.RUNNING, S.FAILED}), lost=Lost.YIELD)
+#: What a person asks (jobs.act, through `move`): any move the state table allows, from the statuses
+#: the caller expects (states.ACTIONS' from for the action, narrowed to the status the person saw).
+ACT = Move("act", ACTIVE, EVERY)
+#: The reaper takes over a running job whose worker was lost: the next attempt queued, or failed
+#: after too many. A job that moved meanwhile was someone else's to move.
+REAP = Move("reap", frozenset({S.RUNNING}), frozenset({S.QUEUED, S.FAILED}), lost=Lost.YIELD)
+#: A stopping worker hands its running job back, queued as the next attempt.
+HAND_BACK = Move("hand back", frozenset({S.RUNNING}), frozenset({S.QUEUED}), lost=Lost.YIELD)
+#: A run reported by another tool (orchestrator/ingest.py) goes where that tool says, from where it
+#: was read in the same transaction.
+MIRROR = Move("mirror", EVERY, EVERY, checked=False)
+
+MOVES = (CLAIM, FINISH, ASK, TIME_OUT, ACT, REAP, HAND_BACK, MIRROR)
+
+
+def make_sync(
     conn: Connection,
+    move: Move,
     job_id: str,
-    to: JobStatus,
+    to: JobStatus | None = None,
     *,
-    expected: set[JobStatus] | None = None,
+    expected: Collection[JobStatus] | None = None,
     attempt: int | None = None,
     values: dict[str, Any] | None = None,
     events: list[Pending] | None = None,
-) -> JobStatus:
-    """Move a job to `to` inside the caller's write transaction; return the previous status.
-
-    Raises InvalidTransition when the table forbids the move, when the job is not in one of
-    `expected`, or when another writer changed it first (or a newer attempt fences this one).
-    """
+) -> Moved | None:
+    """Make `move` to `to` (its only target when None) inside the caller's write transaction, from
+    the statuses it may come from (narrowed to `expected`), for `attempt` when given; append its
+    event to `events`. When the job is elsewhere, what the move declares for a lost race happens.
+    Raises JobNotFound when there is no such job."""
+    if to is None:
+        (to,) = move.targets  # a move with one target
+    if to not in move.targets:
+        raise ValueError(f"The {move.name} move never goes to {to.value}.")
+    sources = move.sources if expected is None else move.sources & frozenset(expected)
+    values = values or {}
     now = utcnow()
-    params = {"b_id": job_id, "status": to.value, "updated_at": now, **(values or {})}
-    if attempt is not None:
-        params["b_attempt"] = attempt
-    keys = tuple(sorted(values or ()))
-    # The common case first: one compare-and-set from the only status the caller expects.
-    if expected is not None and len(expected) == 1:
-        (current,) = expected
-        if can_move(current, to) and _run(conn, keys, attempt is not None, params, current):
-            _announce(events, job_id, current, to, now)
-            return current
+    # The common case first: one compare-and-set from the only status the move may come from.
+    if len(sources) == 1:
+        (current,) = sources
+        if _may(move, current, to) and _set(conn, job_id, current, to, now, values, attempt):
+            return _moved(events, job_id, current, to, now)
     row = conn.execute(SELECT_STATUS, {"b_id": job_id}).first()
     if row is None:
         raise JobNotFound(f"No job has the id {job_id}.")
     current = JobStatus(row.status)
-    if (expected is not None and current not in expected) or not can_move(current, to):
-        raise _refused(job_id, current, to)
-    if not _run(conn, keys, attempt is not None, params, current):
-        raise _refused(job_id, current, to, "it changed meanwhile")
-    _announce(events, job_id, current, to, now)
-    return current
+    if move.via is not None and current is move.via[0] and _set(conn, job_id, current, move.via[1], now, {}, attempt):
+        _moved(events, job_id, current, move.via[1], now)
+        current = move.via[1]
+    if current not in sources or not _may(move, current, to):
+        return _lost(conn, move, job_id, current, to, row.attempt, attempt, values)
+    if not _set(conn, job_id, current, to, now, values, attempt):
+        return _lost(conn, move, job_id, current, to, row.attempt, attempt, values, "it changed meanwhile")
+    return _moved(events, job_id, current, to, now)
 
+
+async def make(
+    conn: AsyncConnection, move: Move, job_id: str, to: JobStatus | None = None, **kwargs: Any
+) -> Moved | None:
+    """make_sync on an async connection (one implementation for the web's and the worker's writes)."""
+    return await conn.run_sync(lambda sync: make_sync(sync, move, job_id, to, **kwargs))
+
+
+async def move(
+    conn: AsyncConnection,
+    job_id: str,
+    to: JobStatus,
+    *,
+    expected: Collection[JobStatus] | None = None,
+    values: dict[str, Any] | None = None,
+    events: list[Pending] | None = None,
+) -> JobStatus:
+    """The `act` move; returns the previous status. Raises InvalidTransition when the job is elsewhere."""
+    moved = await make(conn, ACT, job_id, to, expected=expected, values=values, events=events)
+    assert moved is not None  # ACT refuses a lost race
+    return moved.previous
+
+
+def _may(move: Move, current: JobStatus, to: JobStatus) -> bool:
+    return not move.checked or can_move(current, to)
+
+
+def _moved(events: list[Pending] | None, job_id: str, current: JobStatus, to: JobStatus, now: Any) -> Moved:
+    if events is not None:
+        events.append(status_event(job_id, to.value, current.value, now))
+    return Moved(current, to)
+
+
+def _lost(
+    conn: Connection,
+    move: Move,
+    job_id: str,
+    current: JobStatus,
+    to: JobStatus,
+    held: int,
+    attempt: int | None,
+    values: dict[str, Any],
+    why: str = "",
+) -> Moved | None:
+    """The job is not where `move` may come from (`current`, of attempt `held`): what the move declares."""
+    if move.lost is Lost.REFUSE:
+        raise _refused(job_id, current, to, why)
+    if move.lost is Lost.YIELD or (attempt is not None and held != attempt):
+        return None  # the other writer's move stands (a newer attempt writes its own)
+    cancel_leftovers(conn, job_id)
+    conn.execute(update(t.jobs).where(t.jobs.c.id == job_id).values({k: values[k] for k in move.keeps}))
+    return Moved(current, current, won=False)
+
+
+# -- the one compare-and-set, and the attempt fence -----------------------------------------------
 
 SELECT_STATUS = select(t.jobs.c.status, t.jobs.c.attempt).where(t.jobs.c.id == bindparam("b_id"))
+
+
+def fence(attempt: BindParameter[Any]) -> ColumnElement[bool]:
+    """The attempt fence: the job's attempt is still the writer's (a stale attempt, whose job
+    resumed elsewhere, writes nothing)."""
+    return t.jobs.c.attempt == attempt
+
+
+def stale_runs(conn: Connection, attempts: dict[str, int]) -> set[str]:
+    """Of these runs (job id -> attempt), those whose job has moved on to a newer attempt (one query)."""
+    rows = conn.execute(select(t.jobs.c.id, t.jobs.c.attempt).where(t.jobs.c.id.in_(list(attempts)))).all()
+    return {row.id for row in rows if row.attempt > attempts[row.id]}
 
 
 @functools.cache
@@ -64,28 +208,23 @@ def _update(keys: tuple[str, ...], fenced: bool) -> Update:
     running them)."""
     where = [t.jobs.c.id == bindparam("b_id"), t.jobs.c.status == bindparam("b_from")]
     if fenced:
-        where.append(t.jobs.c.attempt == bindparam("b_attempt"))
+        where.append(fence(bindparam("b_attempt")))
     return update(t.jobs).where(*where).values({k: bindparam(k) for k in ("status", "updated_at", *keys)})
 
 
-def _run(conn: Connection, keys: tuple[str, ...], fenced: bool, params: dict[str, Any], current: JobStatus) -> bool:
-    return driver.execute(conn, _update(keys, fenced), {**params, "b_from": current.value}) == 1
-
-
-def _announce(events: list[Pending] | None, job_id: str, current: JobStatus, to: JobStatus, now: Any) -> None:
-    if events is not None:
-        events.append(
-            Pending(
-                job_id,
-                "status",
-                {"job_id": job_id, "status": to.value, "previous": current.value, "at": now.isoformat()},
-            )
-        )
-
-
-async def move(conn: AsyncConnection, job_id: str, to: JobStatus, **kwargs: Any) -> JobStatus:
-    """move_sync on an async connection (one implementation for the web's and the worker's writes)."""
-    return await conn.run_sync(lambda sync: move_sync(sync, job_id, to, **kwargs))
+def _set(
+    conn: Connection,
+    job_id: str,
+    current: JobStatus,
+    to: JobStatus,
+    now: Any,
+    values: dict[str, Any],
+    attempt: int | None,
+) -> bool:
+    params = {"b_id": job_id, "b_from": current.value, "status": to.value, "updated_at": now, **values}
+    if attempt is not None:
+        params["b_attempt"] = attempt
+    return driver.execute(conn, _update(tuple(sorted(values)), attempt is not None), params) == 1
 
 
 def _refused(job_id: str, current: JobStatus, to: JobStatus, why: str = "") -> InvalidTransition:

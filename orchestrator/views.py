@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -13,81 +12,51 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from orchestrator.config import CAPS
 from orchestrator.db import tables as t
 from orchestrator.errors import JobNotFound
+from orchestrator.schemas.common import Response, iso, parse_time
+from orchestrator.schemas.jobs import Artifact, AuditEntry, Job, JobSummary, Record, RecordsLink, Step
+from orchestrator.schemas.runbooks import Runbook
+from orchestrator.states import JobStatus, allowed_actions
 
-
-def iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+__all__ = [
+    "artifact_url",
+    "artifact_view",
+    "iso",
+    "job_summary",
+    "job_view",
+    "record_view",
+    "records_page",
+    "runbook_view",
+    "step_view",
+]
 
 
 def artifact_url(job_id: str, artifact_id: str) -> str:
     return f"/api/v1/jobs/{job_id}/artifacts/{artifact_id}"
 
 
+def _shown(model: type[Response], values: Any) -> dict[str, Any]:
+    return model.model_validate(values).model_dump(mode="json")
+
+
 def job_summary(row: RowMapping) -> dict[str, Any]:
     """The job's own fields (what lists show), but its inputs: they may be large (records inputs), so
     only the whole job (`job_view`) carries them."""
-    error = {"message": row["error_message"], "step_id": row["error_step_id"]} if row["error_message"] else None
-    metrics = {
-        "steps_succeeded": 0,
-        "steps_failed": 0,
-        "steps_skipped": 0,
-        "retries": 0,
-        "duration_s": None,
-        **(row["metrics"] or {}),
-    }
-    counts = {"total": 0, "succeeded": 0, "failed": 0, "skipped": 0, **(row["record_counts"] or {})}
-    return {
-        "id": row["id"],
-        "runbook": row["runbook"],
-        "runbook_version": row["runbook_version"],
-        "status": row["status"],
-        "priority": row["priority"],
-        "source": row["source"],
-        "external_id": row["external_id"],
-        "robot": row["robot"],
-        "created_by": row["created_by"],
-        "owner": row["owner"],
-        "outputs": row["outputs"],
-        "tags": row["tags"],
-        "data": row["data"],
-        "created_at": iso(row["created_at"]),
-        "scheduled_at": iso(row["scheduled_at"]),
-        "started_at": iso(row["started_at"]),
-        "finished_at": iso(row["finished_at"]),
-        "duration_s": row["duration_s"],
-        "summary": row["summary"],
-        "error": error,
-        "warnings": row["warnings"],
-        "metrics": metrics,
-        "record_counts": counts,
-        "approval": row["approval"],
-        "parent_id": row["parent_id"],
-        "attempt": row["attempt"],
-        "preview": bool(row.get("preview")),
-        "video": bool(row.get("video")),
-    }
+    return _shown(JobSummary, _summary_fields(row))
+
+
+def _summary_fields(row: RowMapping) -> dict[str, Any]:
+    fields = {k: row[k] for k in JobSummary.model_fields if k in row and row[k] is not None}
+    if row["error_message"]:
+        fields["error"] = {"message": row["error_message"], "step_id": row["error_step_id"]}
+    # a reported run (no runbook version) is another tool's to steer: nobody acts on it here
+    run_here = row.get("version_id") is not None
+    fields["allowed_actions"] = allowed_actions(JobStatus(row["status"])) if run_here else []
+    return fields
 
 
 def step_view(row: RowMapping | dict[str, Any], screenshot_url: str | None = None) -> dict[str, Any]:
-    return {
-        "id": row["step_id"],
-        "name": row["name"],
-        "action": row["action"],
-        "status": row["status"],
-        "started_at": iso(row["started_at"]),
-        "finished_at": iso(row["finished_at"]),
-        "duration_s": row["duration_s"],
-        "retries": row["retries"],
-        "attempt": row["attempt"],
-        "captured": row["captured"],
-        "error": row["error"],
-        "screenshot_url": screenshot_url,
-        "diagnostics": _diagnostics(row),
-    }
+    fields = {**row, "id": row["step_id"], "screenshot_url": screenshot_url, "diagnostics": _diagnostics(row)}
+    return _shown(Step, {k: v for k, v in fields.items() if k in Step.model_fields})
 
 
 def _diagnostics(row: RowMapping | dict[str, Any]) -> dict[str, Any] | None:
@@ -99,32 +68,15 @@ def _diagnostics(row: RowMapping | dict[str, Any]) -> dict[str, Any] | None:
 
 
 def artifact_view(row: RowMapping | dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "kind": row["kind"],
-        "name": row["name"],
-        "size": row["size"],
-        "mime_type": row["mime_type"],
-        "step_id": row["step_id"],
-        "created_at": iso(row["created_at"]),
-        "url": artifact_url(row["job_id"], row["id"]),
-    }
+    fields = {k: row[k] for k in Artifact.model_fields if k in row}
+    return _shown(Artifact, {**fields, "url": artifact_url(row["job_id"], row["id"])})
 
 
 def record_view(row: RowMapping) -> dict[str, Any]:
-    return {
-        "sequence": row["sequence"],
-        "record_id": row["record_id"],
-        "record_name": row["record_name"],
-        "status": row["status"],
-        "result": row["result"],
-        "error": row["error"],
-        "processed_at": iso(row["processed_at"]),
-        "screenshot_url": artifact_url(row["job_id"], row["artifact_id"]) if row.get("artifact_id") else None,
-    }
+    shot = artifact_url(row["job_id"], row["artifact_id"]) if row.get("artifact_id") else None
+    return _shown(Record, {**{k: row[k] for k in Record.model_fields if k in row}, "screenshot_url": shot})
 
 
-RECORD_STATUSES = ("success", "failed", "skipped")
 #: Records the job object carries: ORCH_JOB_RECORDS (its default here; callers pass the settings').
 JOB_RECORDS = CAPS["job_records"][1]
 
@@ -154,8 +106,8 @@ async def job_view(conn: AsyncConnection, job_id: str, records: int = JOB_RECORD
     row = (await conn.execute(select(t.jobs).where(t.jobs.c.id == job_id))).mappings().first()
     if row is None:
         raise JobNotFound(f"No job has the id {job_id}.")
-    job = job_summary(row)
-    job["inputs"] = row["inputs"]
+    job = _summary_fields(row)
+    job["inputs"] = row["inputs"] or {}
     artifacts = (
         (
             await conn.execute(
@@ -185,22 +137,12 @@ async def job_view(conn: AsyncConnection, job_id: str, records: int = JOB_RECORD
     job["records"] = first["items"]
     job["records_page"] = {
         "href": f"/api/v1/jobs/{job_id}/records",
-        **{k: first[k] for k in ("total", "count", "next")},
+        **{k: first[k] for k in RecordsLink.model_fields if k in first},
     }
-    job["children"] = [{"id": c.id, "runbook": c.runbook, "status": c.status} for c in children]
+    job["children"] = [dict(c._mapping) for c in children]
     job["artifacts"] = [artifact_view(a) for a in artifacts]
-    job["audit"] = [
-        {
-            "at": iso(a["at"]),
-            "actor": a["actor"],
-            "action": a["action"],
-            "comment": a["comment"],
-            "outcome": a["outcome"],
-            "evidence": a["evidence"],
-        }
-        for a in audit
-    ]
-    return job
+    job["audit"] = [{k: a[k] for k in AuditEntry.model_fields} for a in audit]
+    return _shown(Job, job)
 
 
 def _video_offsets(job: dict[str, Any]) -> None:
@@ -208,10 +150,10 @@ def _video_offsets(job: dict[str, Any]) -> None:
     began = (job.get("metrics") or {}).get("video_started_at")
     if not began:
         return
-    origin = datetime.fromisoformat(began.replace("Z", "+00:00"))
+    origin = parse_time(began)
     for step in job["steps"]:
         if step["started_at"]:
-            at = datetime.fromisoformat(step["started_at"].replace("Z", "+00:00"))
+            at = parse_time(step["started_at"])
             step["video_offset_s"] = max(0.0, round((at - origin).total_seconds(), 3))
 
 
@@ -225,18 +167,21 @@ def runbook_view(version: Any, schedules: list[dict[str, Any]]) -> dict[str, Any
         if spec.secret and "default" in item:
             item["default"] = "********"
         inputs[name] = item
-    return {
-        "name": runbook.name,
-        "title": runbook.display_title,
-        "description": runbook.description,
-        "status": runbook.status,
-        "version": version.number,
-        "hash": version.hash,
-        "inputs": inputs,
-        "settings": runbook.settings.model_dump(),
-        "schedule": next((s for s in schedules if s["origin"] == "runbook"), None),
-        "schedules": schedules,
-        "steps": [{"id": s.id, "name": s.name, "action": s.action} for s in runbook.steps],
-        "steps_count": len(runbook.steps),
-        "outputs": list(runbook.outputs),
-    }
+    return _shown(
+        Runbook,
+        {
+            "name": runbook.name,
+            "title": runbook.display_title,
+            "description": runbook.description,
+            "status": runbook.status,
+            "version": version.number,
+            "hash": version.hash,
+            "inputs": inputs,
+            "settings": runbook.settings.model_dump(),
+            "schedule": next((s for s in schedules if s["origin"] == "runbook"), None),
+            "schedules": schedules,
+            "steps": [{"id": s.id, "name": s.name, "action": s.action} for s in runbook.steps],
+            "steps_count": len(runbook.steps),
+            "outputs": list(runbook.outputs),
+        },
+    )

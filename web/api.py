@@ -2,27 +2,50 @@
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
 from sqlalchemy import select, text
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from orchestrator import audit, history, hooks, ingest, jobs, schedules
 from orchestrator.auth import EDIT, RUN, TOKENS, VIEW
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
-from orchestrator.errors import ArtifactNotFound, InvalidInput, JobNotFound, NotFound, OrchestratorError
+from orchestrator.errors import ArtifactNotFound, InvalidInput, JobNotFound, NotFound
 from orchestrator.runbooks.catalog import version_history
+from orchestrator.schemas.common import query_of, validated
+from orchestrator.schemas.inputs import DIALECT, inputs_schema
+from orchestrator.schemas.jobs import ActionBody, JobFilter, RecordsQuery, RerunQuery
+from orchestrator.schemas.runbooks import AuditQuery
 from orchestrator.services import Services
-from orchestrator.states import PERMISSIONS, Action, JobStatus
-from orchestrator.views import RECORD_STATUSES, artifact_view, records_page, runbook_view
+from orchestrator.states import PERMISSIONS, Action
+from orchestrator.views import artifact_view, records_page, runbook_view
 from web import sse
 from web.auth import guard, hook_of, require, throttle
+from web.bodies import is_multipart, job_form, json_body
+
+
+class ActionRoute(Route):
+    """/api/v1/jobs/{id}/{action}, but for the words another route serves there (frame, records): a POST
+    to those is answered 405 with that route's methods; any other word is a 422 naming `action`."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is not Match.NONE and child["path_params"]["action"] in _served_beside(self):
+            return Match.NONE, {}
+        return match, child
+
+
+def _served_beside(route: Route) -> set[str]:
+    """The fixed last words of the other routes that share this route's path but for its last part."""
+    stem = route.path.rsplit("/", 1)[0] + "/"
+    return {
+        r.path.removeprefix(stem)
+        for r in ROUTES
+        if r is not route and r.path.startswith(stem) and "/" not in r.path.removeprefix(stem)
+    }
 
 
 def _svc(request: Request) -> Services:
@@ -31,82 +54,6 @@ def _svc(request: Request) -> Services:
 
 def _actor(request: Request) -> str:
     return require(request).actor
-
-
-async def _json_body(request: Request) -> Any:
-    """The request's JSON: strict (no NaN or Infinity, valid UTF-8 without lone surrogates, nesting
-    Python can handle), so nothing that cannot be stored gets any further."""
-    body = await request.body()
-    if not body.strip():
-        return {}
-    try:
-        value = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
-        json.dumps(value, ensure_ascii=False).encode("utf-8")  # a lone surrogate cannot be stored
-    except RecursionError:
-        raise OrchestratorError("The request body is nested too deeply.") from None
-    except UnicodeError as exc:
-        raise OrchestratorError(f"The request body is not valid UTF-8 text: {getattr(exc, 'reason', exc)}.") from None
-    except ValueError as exc:
-        raise OrchestratorError(f"The request body is not valid JSON: {exc}.") from None
-    return value
-
-
-def _is_multipart(request: Request) -> bool:
-    return request.headers.get("content-type", "").startswith("multipart/form-data")
-
-
-#: Multipart fields that are the request's own (JSON-encoded where they are not plain strings);
-#: every other field is an input, and a file field is a file or records input.
-REQUEST_FIELDS = {
-    "priority": False,
-    "idempotency_key": False,
-    "run_at": False,
-    "tags": True,
-    "data": True,
-    "video": True,
-}
-
-
-async def _multipart_body(request: Request) -> dict[str, Any]:
-    """A job sent as a form with files: `inputs` (JSON) and one field per input, files included."""
-    body: dict[str, Any] = {}
-    inputs: dict[str, Any] = {}
-    async with request.form(max_files=20, max_fields=100) as form:
-        for name, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                inputs[name] = {"filename": value.filename or name, "content_type": value.content_type}
-                inputs[name]["content"] = await value.read()
-            elif name == "inputs":
-                parsed = _json_field(name, value)
-                if not isinstance(parsed, dict):
-                    raise InvalidInput({"inputs": "must be a JSON object"})
-                inputs = {**parsed, **inputs}
-            elif name == "preview":
-                body["preview"] = value.lower() in ("true", "1", "yes", "on")
-            elif name in REQUEST_FIELDS:
-                body[name] = _json_field(name, value) if REQUEST_FIELDS[name] else value
-            else:
-                inputs[name] = value
-    body["inputs"] = inputs
-    return body
-
-
-def _json_field(name: str, value: str) -> Any:
-    try:
-        return json.loads(value, parse_constant=_no_constant, parse_float=_finite)
-    except (ValueError, RecursionError):
-        raise InvalidInput({name: "must be JSON"}) from None
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise ValueError(f"{text} is too large a number")
-    return value
 
 
 async def list_runbooks(request: Request) -> JSONResponse:
@@ -127,56 +74,27 @@ async def create_job(request: Request) -> JSONResponse:
     svc = _svc(request)
     principal = require(request)
     actor = principal.actor
-    body = await _multipart_body(request) if _is_multipart(request) else await _json_body(request)
+    await svc.catalog.get(request.path_params["name"])  # 404 for an unknown runbook, whatever the body
+    body = await job_form(request) if is_multipart(request) else await json_body(request)
     source = request.headers.get("x-source", "api")
     if source not in ("api", "ui"):
         raise InvalidInput({"X-Source": "must be api or ui"})
-    job_request = jobs.JobRequest.from_json(body, source=source, actor=actor, owner=principal.human)
+    job_request = jobs.requested(body, source=source, actor=actor, owner=principal.human)
     job, created = await jobs.create(svc, request.path_params["name"], job_request)
     return JSONResponse(job, status_code=201 if created else 200)
 
 
-def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput({name: "must be a whole number"}) from None
-    if not low <= value <= high:
-        raise InvalidInput({name: f"must be between {low} and {high}"})
-    return value
+def job_filter(request: Request) -> JobFilter:
+    """The job list's filter from the query (the API's and the jobs page's)."""
+    return query_of(JobFilter, request.query_params)
 
 
-def _date(request: Request, name: str, *, end_of_day: bool = False) -> datetime | None:
-    """An ISO date or time; a bare date as `to` means up to the end of that day."""
-    raw = request.query_params.get(name)
-    if not raw:
-        return None
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput({name: "must be an ISO 8601 date, such as 2026-01-31 or 2026-01-31T08:00:00Z"}) from None
-    if end_of_day and len(raw) == 10:
-        value += timedelta(days=1)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def job_filter(request: Request) -> jobs.JobFilter:
-    q = request.query_params
-    statuses = [s for s in q.get("status", "").split(",") if s]
-    return jobs.JobFilter(
-        status=statuses,
-        runbook=q.get("runbook") or None,
-        q=q.get("q") or None,
-        tag=q.get("tag") or None,
-        source=q.get("source") or None,
-        start_from=_date(request, "from"),
-        until=_date(request, "to", end_of_day=True),
-        limit=_int(request, "limit", 50, 1, 200),
-        start=_int(request, "start", 0, 0, 10_000_000),
-    )
+async def runbook_schema(request: Request) -> JSONResponse:
+    """GET /api/v1/runbooks/{name}/schema: the JSON Schema of the runbook's inputs (the run form's)."""
+    svc = _svc(request)
+    runbook = (await svc.catalog.get(request.path_params["name"])).runbook
+    schema = inputs_schema(runbook.inputs, svc.settings.max_records, title=f"Inputs of {runbook.name}")
+    return JSONResponse({"$schema": DIALECT, **schema})
 
 
 async def list_jobs(request: Request) -> JSONResponse:
@@ -189,23 +107,12 @@ async def get_job(request: Request) -> JSONResponse:
 
 async def job_records(request: Request) -> JSONResponse:
     """GET /api/v1/jobs/{id}/records?status=&limit=&start=: a job's records, a page at a time."""
-    statuses = [s for s in request.query_params.get("status", "").split(",") if s]
-    errors: dict[str, str] = {}
-    if any(s not in RECORD_STATUSES for s in statuses):
-        errors["status"] = f"must be one or more of {', '.join(RECORD_STATUSES)}, comma-separated"
-    paging = {}
-    for name, default, low, high in (("limit", 100, 1, 500), ("start", 0, 0, 10_000_000)):
-        try:
-            paging[name] = _int(request, name, default, low, high)
-        except InvalidInput as exc:
-            errors.update(exc.fields)
-    if errors:
-        raise InvalidInput(errors)
+    query = query_of(RecordsQuery, request.query_params)
     job_id = request.path_params["job_id"]
     async with reading(_svc(request).engine) as conn:
         if (await conn.execute(select(t.jobs.c.id).where(t.jobs.c.id == job_id))).first() is None:
             raise JobNotFound(f"No job has the id {job_id}.")
-        return JSONResponse(await records_page(conn, job_id, statuses, paging["start"], paging["limit"]))
+        return JSONResponse(await records_page(conn, job_id, query.status, query.start, query.limit))
 
 
 async def act(request: Request) -> JSONResponse:
@@ -213,35 +120,32 @@ async def act(request: Request) -> JSONResponse:
         action = Action(request.path_params["action"])
     except ValueError:
         raise InvalidInput({"action": f"must be one of {', '.join(a.value for a in Action)}"}) from None
-    body = await _json_body(request)
-    comment = body.get("comment") if isinstance(body, dict) else None
-    if comment is not None and (not isinstance(comment, str) or len(comment) > 2000):
-        raise InvalidInput({"comment": "must be a string of at most 2000 characters"})
-    seen = body.get("expected_status") if isinstance(body, dict) else None
-    if seen is not None and (not isinstance(seen, str) or seen not in {s.value for s in JobStatus}):
-        raise InvalidInput({"expected_status": f"must be one of {', '.join(s.value for s in JobStatus)}"})
-    asked = body.get("expected_request") if isinstance(body, dict) else None
-    if asked is not None and (not isinstance(asked, str) or len(asked) > 64):
-        raise InvalidInput({"expected_request": "must be the requested_at of the approval request you saw"})
+    body = validated(ActionBody, await json_body(request))
     job_id = request.path_params["job_id"]
     principal = require(request, PERMISSIONS[action])
-    seen_status = JobStatus(seen) if seen else None
     answer = await jobs.act(
-        _svc(request), job_id, action, principal.actor, comment, seen_status, principal.human, asked
+        _svc(request),
+        job_id,
+        action,
+        principal.actor,
+        body.comment,
+        body.expected_status,
+        principal.human,
+        body.expected_request,
     )
     return JSONResponse(answer)
 
 
 async def rerun(request: Request) -> JSONResponse:
-    query = request.query_params
+    query = query_of(RerunQuery, request.query_params)
     principal = require(request)
     job = await jobs.rerun(
         _svc(request),
         request.path_params["job_id"],
         principal.actor,
         human=principal.human,
-        records=query.get("records") or None,
-        from_step=query.get("from_step") or None,
+        records=query.records,
+        from_step=query.from_step,
     )
     return JSONResponse(job, status_code=201)
 
@@ -282,10 +186,9 @@ async def runbook_versions(request: Request) -> JSONResponse:
 
 
 async def runbook_history(request: Request) -> JSONResponse:
-    sort, limit, start = history.parse_query(request.query_params)
-    previews = request.query_params.get("previews", "") == "include"
+    q = history.parse_query(request.query_params)
     name = request.path_params["name"]
-    return JSONResponse(await history.page(_svc(request), name, sort, limit, start, previews))
+    return JSONResponse(await history.page(_svc(request), name, q.sort, q.limit, q.start, q.previews == "include"))
 
 
 async def history_entry(request: Request) -> JSONResponse:
@@ -300,27 +203,22 @@ async def delete_history_entry(request: Request) -> Response:
 
 async def list_audit(request: Request) -> JSONResponse:
     """GET /api/v1/audit: the audit log (job:edit), deleted jobs' entries included."""
-    q = request.query_params
+    q = query_of(AuditQuery, request.query_params)
     found = await audit.listed(
-        _svc(request),
-        job_id=q.get("job_id") or None,
-        actor=q.get("actor") or None,
-        action=q.get("action") or None,
-        limit=_int(request, "limit", 100, 1, 500),
-        start=_int(request, "start", 0, 0, 10_000_000),
+        _svc(request), job_id=q.job_id, actor=q.actor, action=q.action, limit=q.limit, start=q.start
     )
     return JSONResponse(found)
 
 
 async def ingest_job(request: Request) -> JSONResponse:
     principal = require(request)
-    job, created = await ingest.report(_svc(request), await _json_body(request), principal.actor, principal.human)
+    job, created = await ingest.report(_svc(request), await json_body(request), principal.actor, principal.human)
     return JSONResponse(job, status_code=201 if created else 200)
 
 
 async def ingest_patch(request: Request) -> JSONResponse:
     job_id = request.path_params["job_id"]
-    return JSONResponse(await ingest.patch(_svc(request), job_id, await _json_body(request), _actor(request)))
+    return JSONResponse(await ingest.patch(_svc(request), job_id, await json_body(request), _actor(request)))
 
 
 async def ingest_files(request: Request) -> JSONResponse:
@@ -361,7 +259,7 @@ async def call_hook(request: Request) -> JSONResponse:
     svc = _svc(request)
     hook = await hook_of(request)
     await throttle(request, f"hook:{hook['id']}", request.app.state.settings.job_rate)
-    inputs = await _json_body(request)
+    inputs = await json_body(request)
     if not isinstance(inputs, dict):
         raise InvalidInput({"body": "must be a JSON object of the runbook's inputs"})
     key = request.headers.get("idempotency-key") or None
@@ -381,7 +279,7 @@ async def list_schedules(request: Request) -> JSONResponse:
 
 
 async def create_schedule(request: Request) -> JSONResponse:
-    body = await _json_body(request)
+    body = await json_body(request)
     principal = require(request)
     made = await schedules.create(_svc(request), body, principal.actor, owner=principal.human)
     return JSONResponse(made, status_code=201)
@@ -392,7 +290,7 @@ async def get_schedule(request: Request) -> JSONResponse:
 
 
 async def patch_schedule(request: Request) -> JSONResponse:
-    body = await _json_body(request)
+    body = await json_body(request)
     principal = require(request)
     changed = await schedules.update_one(_svc(request), request.path_params["schedule_id"], body, principal.human)
     return JSONResponse(changed)
@@ -426,6 +324,7 @@ ROUTES = [
     Route("/api/v1/runbooks/{name}", guard(VIEW, get_runbook)),
     Route("/api/v1/runbooks/{name}/jobs", guard(RUN, create_job), methods=["POST"]),
     Route("/api/v1/runbooks/{name}/versions", guard(VIEW, runbook_versions)),
+    Route("/api/v1/runbooks/{name}/schema", guard(VIEW, runbook_schema)),
     Route("/api/v1/runbooks/{name}/history", guard(VIEW, runbook_history)),
     Route("/api/v1/runbooks/{name}/history/{job_id}", guard(VIEW, history_entry), methods=["GET"]),
     Route("/api/v1/runbooks/{name}/history/{job_id}", guard(EDIT, delete_history_entry), methods=["DELETE"]),
@@ -438,7 +337,7 @@ ROUTES = [
     Route("/api/v1/jobs/{job_id}/artifacts/{artifact_id}", guard(VIEW, artifact)),
     Route("/api/v1/jobs/{job_id}/rerun", guard(RUN, rerun), methods=["POST"]),
     # the permission depends on the action: checked in `act`
-    Route("/api/v1/jobs/{job_id}/{action}", guard(None, act), methods=["POST"]),
+    ActionRoute("/api/v1/jobs/{job_id}/{action}", guard(None, act), methods=["POST"]),
     Route("/api/v1/events", guard(VIEW, sse.all_stream)),
     Route("/api/v1/runbooks/{name}/hooks", guard(TOKENS, create_hook), methods=["POST"]),
     Route("/api/v1/runbooks/{name}/hooks", guard(TOKENS, list_hooks), methods=["GET"]),

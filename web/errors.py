@@ -8,6 +8,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match, Route
 
 from orchestrator.errors import InvalidInput, OrchestratorError
 
@@ -42,7 +43,20 @@ async def orchestrator_error(request: Request, exc: Exception) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     message = exc.detail if exc.status_code != 404 else f"Nothing is at {request.url.path}."
-    return _answer(request, exc.status_code, error_body(str(message)))
+    response = _answer(request, exc.status_code, error_body(str(message)))
+    response.headers.update(exc.headers or {})
+    if exc.status_code == 405:  # every method of the path, though several routes may serve it (RFC 9110)
+        response.headers["Allow"] = ", ".join(allowed_methods(request))
+    return response
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the app serves at the request's path, over all its routes."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
 
 
 async def server_error(request: Request, exc: Exception) -> Response:

@@ -32,6 +32,7 @@ from orchestrator.auth import Principal
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
 from orchestrator.errors import JobNotFound, NotFound, TooManyRequests
+from orchestrator.keys import frame_key, watch_key
 from orchestrator.services import Services
 from orchestrator.views import iso, job_view
 from web.auth import COOKIE, require, still_signed_in
@@ -200,7 +201,7 @@ async def _keep_watching(svc: Services, job_id: str) -> None:
     """While a page follows this job, its worker streams live frames (worker/screencast.py)."""
     while True:
         with contextlib.suppress(RedisError, OSError):
-            await svc.redis.set(events.watch_key(job_id), 1, px=WATCH_TTL_MS)
+            await svc.redis.set(watch_key(job_id), 1, px=WATCH_TTL_MS)
         await asyncio.sleep(WATCH_TTL_MS / 3000)
 
 
@@ -239,7 +240,7 @@ async def frame(request: Request) -> Response:
     """GET /api/v1/jobs/{id}/frame: the job's latest live frame (JPEG), while somebody watches it."""
     job_id = request.path_params["job_id"]
     svc: Services = request.app.state.svc
-    image = await svc.redis.get(events.frame_key(job_id))
+    image = await svc.redis.get(frame_key(job_id))
     if image is None:
         async with reading(svc.engine) as conn:
             await job_view(conn, job_id)  # 404 for an unknown job

@@ -30,14 +30,14 @@ from multiprocessing.connection import Connection as Pipe
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
-from sqlalchemy import Connection, Engine, Executable, select
+from sqlalchemy import Connection, Engine, Executable
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from orchestrator.db import driver
-from orchestrator.db import tables as t
 from orchestrator.db.engine import create_sqlite_sync_engine, reading, writing
 from orchestrator.errors import InvalidTransition
 from orchestrator.events import Pending, append_sync, publish
+from orchestrator.transitions import stale_runs
 
 log = logging.getLogger(__name__)
 
@@ -265,14 +265,13 @@ def _apply_batch(conn: Connection, batch: list[Write]) -> list[Any]:
 
 def _fence_stale(conn: Connection, batch: list[Write]) -> None:
     """Break the fence of every run whose job has moved on to a newer attempt (one query per batch)."""
-    fenced = {w.job_id: w.fence for w in batch if w.fence is not None and w.fence.attempt is not None}
-    if not fenced:
-        return
-    rows = conn.execute(select(t.jobs.c.id, t.jobs.c.attempt).where(t.jobs.c.id.in_(list(fenced)))).all()
-    for row in rows:
-        fence = fenced[row.id]
-        if fence is not None and fence.attempt is not None and row.attempt > fence.attempt:
-            fence.broken = True
+    fences: dict[str, Fence] = {}
+    attempts: dict[str, int] = {}
+    for write in batch:
+        if write.fence is not None and write.fence.attempt is not None:
+            fences[write.job_id], attempts[write.job_id] = write.fence, write.fence.attempt
+    for job_id in stale_runs(conn, attempts) if attempts else ():
+        fences[job_id].broken = True
 
 
 def _apply_all(engine: Engine, batch: list[Write]) -> list[Any]:
@@ -303,7 +302,7 @@ class _Writer:
 
     def __init__(self, url: str) -> None:
         context = multiprocessing.get_context("forkserver")  # forked from a server with the modules loaded
-        context.set_forkserver_preload([__name__, "worker.rows", "worker.records"])
+        context.set_forkserver_preload([__name__, "worker.statements", "worker.ops"])
         self._socket, theirs = socket.socketpair()
         child = Pipe(theirs.detach())
         self._process = context.Process(target=_serve, args=(child, url), name="orchestrator-writer", daemon=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from orchestrator.limits import Limits
 from orchestrator.runbooks.catalog import Version
@@ -12,10 +12,14 @@ from orchestrator.urlpolicy import UrlPolicy
 from worker.actions import Registry
 from worker.browser import BrowserPool
 from worker.committer import Committer
-from worker.lease import Leases
+from worker.lease import Leased, Leases
 
-if TYPE_CHECKING:
-    from worker.executor import Executor
+
+class Running(Leased, Protocol):
+    """A job run in this process, as the worker sees it (worker/executor.py)."""
+
+    def signal(self, action: str) -> None:
+        """A person acted on the job: the worker relays the Redis message."""
 
 
 class Slots(Protocol):
@@ -43,7 +47,7 @@ class Deps:
     robot: str
     leases: Leases
     limits: Limits
-    running: dict[str, Executor] = field(default_factory=dict)
+    running: dict[str, Running] = field(default_factory=dict)
     versions: dict[int, Version] = field(default_factory=dict)
     slots: Slots = field(default_factory=NoSlots)
     policy: UrlPolicy = field(default_factory=UrlPolicy)

@@ -5,15 +5,13 @@ the lease was fenced out (its job resumed elsewhere) and stops that run."""
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from orchestrator import queue
-
-if TYPE_CHECKING:
-    from worker.executor import Executor
+from orchestrator.keys import lease_key
 
 TTL_MS = 5000
 HEARTBEAT_S = 2.0
@@ -27,6 +25,20 @@ return 0
 """
 
 
+class Leased(Protocol):
+    """A run that may hold a lease."""
+
+    job_id: str
+    attempt: int
+
+    @property
+    def leased(self) -> bool:
+        """Whether the run has taken its lease (the heartbeat renews only those)."""
+
+    def fenced_out(self) -> None:
+        """A newer attempt of the job runs elsewhere: write nothing more and stop."""
+
+
 class Leases:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
@@ -35,21 +47,21 @@ class Leases:
     async def take(self, job_id: str, attempt: int) -> None:
         """Best effort: with Redis away the heartbeat takes it as soon as Redis is back."""
         with contextlib.suppress(RedisError, OSError):
-            await self._redis.set(queue.lease_key(job_id), attempt, px=TTL_MS)
+            await self._redis.set(lease_key(job_id), attempt, px=TTL_MS)
 
     async def drop(self, job_id: str, attempt: int) -> None:
         with contextlib.suppress(RedisError, OSError):
-            await self._drop(keys=[queue.lease_key(job_id)], args=[str(attempt)])
+            await self._drop(keys=[lease_key(job_id)], args=[str(attempt)])
 
-    async def beat(self, running: dict[str, Executor]) -> None:
-        executors = [e for e in running.values() if e.leased]
-        if not executors:
+    async def beat(self, running: Mapping[str, Leased]) -> None:
+        runs = [run for run in running.values() if run.leased]
+        if not runs:
             return
-        holders = await self._redis.mget([queue.lease_key(e.job_id) for e in executors])
+        holders = await self._redis.mget([lease_key(run.job_id) for run in runs])
         async with self._redis.pipeline(transaction=False) as pipe:
-            for executor, holder in zip(executors, holders, strict=True):
-                if holder is not None and int(holder) > executor.attempt:
-                    executor.fenced_out()
+            for run, holder in zip(runs, holders, strict=True):
+                if holder is not None and int(holder) > run.attempt:
+                    run.fenced_out()
                     continue
-                pipe.set(queue.lease_key(executor.job_id), executor.attempt, px=TTL_MS)
+                pipe.set(lease_key(run.job_id), run.attempt, px=TTL_MS)
             await pipe.execute()

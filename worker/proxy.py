@@ -5,7 +5,7 @@ requests, whatever started them (a step, a frame, a redirect, a popup, a downloa
 proxy resolves the host itself, checks the name and every address against the deployment's UrlPolicy, and
 connects to an address it checked, so neither a redirect nor a DNS answer that changes between the check and
 the connection (rebinding) reaches a refused address. A refused request gets a 403 and is recorded; the
-executor fails the step with it (worker/executor.py, `_check_where_the_page_went`).
+run fails the step with it (worker/session.py, `check_where_the_page_went`).
 
 It listens on a free loopback port, one per browser context; it is no more than the worker itself may reach.
 Plain http is forwarded one request per connection (`Connection: close` both ways), so a request for one

@@ -32,7 +32,7 @@ from playwright.async_api import Error as PlaywrightError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from orchestrator.events import FRAMES_CHANNEL, frame_key, watch_key
+from orchestrator.keys import FRAMES_CHANNEL, frame_key, watch_key
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from orchestrator.db import tables as t
 from orchestrator.db.engine import create_sqlite_sync_engine, writing
 from orchestrator.db.tables import utcnow
 from tests.integration.conftest import Env
-from worker.rows import SELECT_JOB, select_job
+from worker.resume import SELECT_JOB, select_job
 
 FLOW = """
 name: flow

@@ -11,7 +11,7 @@ from typing import Any
 from playwright.async_api import Page, expect
 
 from orchestrator import auth, jobs
-from orchestrator.events import frame_key
+from orchestrator.keys import frame_key
 from orchestrator.states import Action
 from tests.integration.conftest import Env, live_server, running_worker, step, until
 from tests.support import signed_in_page

@@ -33,7 +33,7 @@ steps:
       - {id: number, action: fill, selector: "#invoice", value: "{{ invoice.number }}"}
       - {id: amount, action: fill, selector: "#amount", value: "{{ invoice.amount }}"}
       - {id: pay, action: click, selector: "#pay"}
-      - {id: check, action: assert, selector: "#status", text: "paid", timeout: 0.3}
+      - {id: check, action: assert, selector: "#status", text: "paid", timeout: 1}
       - {id: receipt, action: extract, selector: "#status", save_as: receipt}
   - {id: after, action: set, values: {done: true}}
 """

@@ -17,7 +17,7 @@ from worker.proxy import PROXY_HEADER
 
 async def goto(ctx: StepContext, step: Goto) -> dict[str, Any] | None:
     """Open `step.url`. A request the browser's proxy refused on the way (a redirect, a frame) does not fail
-    here: the executor's check of where the page went fails the step with it, naming the URL and why."""
+    here: the session's check of where the page went fails the step with it, naming the URL and why."""
     verdict = await ctx.policy.check_url(step.url)
     if verdict.refusal is not None:
         raise StepError(f"The URL {step.url!r} is refused: {verdict.refusal}.")

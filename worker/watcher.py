@@ -1,5 +1,5 @@
-"""What lets people see a job: the live screencast, the session video, and the diagnostics of a
-failed step (mixed into the Executor; see worker/executor.py and worker/screencast.py)."""
+"""The watcher of a run: what lets people see a job. The live screencast, the session video, the
+page's console errors, and the diagnostics of a failed step (see worker/screencast.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from playwright.async_api import ConsoleMessage, Page
 from playwright.async_api import Error as PlaywrightError
@@ -22,31 +22,24 @@ from orchestrator.events import Pending
 from orchestrator.services import Services
 from orchestrator.states import JobStatus
 from orchestrator.views import artifact_view, iso
-from worker.committer import Statement
 from worker.context import StepContext
-from worker.rows import INSERT_ARTIFACT, jsonable
+from worker.deps import Deps
+from worker.masks import jsonable
 from worker.screencast import Screencast, VideoBudget, encode
-
-if TYPE_CHECKING:
-    from worker.deps import Deps
+from worker.statements import INSERT_ARTIFACT
+from worker.writer import RunWriter
 
 log = logging.getLogger(__name__)
 
 CONSOLE_KEPT = 10
 
 
-class WatchingMixin:
-    deps: Deps
-    job_id: str
-    attempt: int
-    _page: Page | None
-
-    def _write(
-        self, *ops: Any, statements: list[Statement] | None = None, events: list[Pending] | None = None
-    ) -> asyncio.Future[Any]:
-        raise NotImplementedError
-
-    def _init_watching(self) -> None:
+class Watcher:
+    def __init__(self, deps: Deps, job_id: str, attempt: int, writer: RunWriter) -> None:
+        self.deps = deps
+        self.job_id = job_id
+        self.attempt = attempt
+        self._writer = writer
         self._cast: Screencast | None = None
         self._video_dir: Path | None = None
         self._video_started: float | None = None  # wall-clock time the recording starts from
@@ -55,7 +48,7 @@ class WatchingMixin:
         self._earlier_frames: list[tuple[float, Path]] = []
         self._casts = 0
 
-    def _record_video(self, wanted: bool) -> None:
+    def record_video(self, wanted: bool) -> None:
         if wanted:
             settings = self.deps.svc.settings
             self._video_dir = frames_root(settings.data_dir) / f"{self.job_id}-{self.attempt}"
@@ -70,7 +63,7 @@ class WatchingMixin:
             return None
         return iso(datetime.fromtimestamp(self._video_started, UTC))
 
-    async def _watch_page(self, page: Page) -> None:
+    async def watch_page(self, page: Page) -> None:
         """A new page of this job: keep its console errors, and screencast it for watchers (and the video)."""
         page.on("console", self._on_console)
         page.on("pageerror", lambda error: self._console.append(str(error)))
@@ -89,11 +82,11 @@ class WatchingMixin:
         if message.type == "error":
             self._console.append(message.text)
 
-    def _casting_step(self, step_id: str | None) -> None:
+    def casting_step(self, step_id: str | None) -> None:
         if self._cast is not None:
             self._cast.step_id = step_id
 
-    async def _stop_watching(self) -> list[tuple[float, Path]]:
+    async def stop(self) -> list[tuple[float, Path]]:
         """Stop the screencast (before its page closes); returns the video's frames."""
         return self._earlier_frames + await self._stop_cast()
 
@@ -104,7 +97,7 @@ class WatchingMixin:
         await cast.stop()
         return cast.frames
 
-    async def _save_video(self, frames: list[tuple[float, Path]]) -> None:
+    async def save_video(self, frames: list[tuple[float, Path]]) -> None:
         """Encode the session video and store it as the job's `video` artifact (no frames: only
         clear the frames away)."""
         directory, started, budget = self._video_dir, self._video_started, self._budget
@@ -128,17 +121,17 @@ class WatchingMixin:
                         f"The session video stopped after {budget.frames} frames, at {ended - started:.1f} s: "
                         f"it reached its cap of {cap}."
                     )
-                    data = {"job_id": self.job_id, "level": "warning", "message": message}
-                    events.append(Pending(self.job_id, "log", data))
-                self._write(statements=[(INSERT_ARTIFACT, stored.row)], events=events)
+                    events.append(self._writer.log("warning", message))
+                self._writer.write(statements=[(INSERT_ARTIFACT, stored.row)], events=events)
         except Exception as exc:  # noqa: BLE001 - a job keeps its result even when its video fails
             log.error("job %s: the session video could not be made: %s", self.job_id, exc)
         finally:
             shutil.rmtree(directory, ignore_errors=True)
 
-    async def _diagnose(self, typed: Any, ctx: StepContext, secrets: frozenset[str]) -> dict[str, Any] | None:
+    async def diagnose(
+        self, page: Page | None, typed: Any, ctx: StepContext, secrets: frozenset[str]
+    ) -> dict[str, Any] | None:
         """What a person needs to see why a browser step failed."""
-        page = self._page
         if page is None or page.is_closed():
             return None
         selector = getattr(typed, "selector", None)

@@ -1,62 +1,58 @@
-"""What people do to a running job, seen from the worker: pause at a step boundary, approval on
-the same page, cancel at once. A job waiting for a person holds no worker slot."""
+"""The control of a run: what people do to it, seen from the worker. Cancel interrupts the running
+step at once, pause waits at the next step boundary, an approval waits on the same page; a job
+waiting for a person holds no worker slot, and the time it waits does not count against its limit."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
-from playwright.async_api import Error as PlaywrightError
 from sqlalchemy import select
 
 from orchestrator.approvals import timeout_decision
 from orchestrator.db import tables as t
 from orchestrator.db.tables import utcnow
 from orchestrator.errors import ApprovalRefused
-from orchestrator.events import Pending
 from orchestrator.states import JobStatus, StepStatus
 from orchestrator.views import artifact_url, iso
 from worker.committer import Statement
 from worker.context import StepContext
-from worker.rows import INSERT_ARTIFACT, RequestApproval, TimeOutApproval, jsonable
-
-if TYPE_CHECKING:
-    from worker.deps import Deps
+from worker.deps import Deps
+from worker.masks import jsonable
+from worker.ops import RequestApproval, TimeOutApproval
+from worker.statements import INSERT_ARTIFACT
+from worker.writer import RunWriter
 
 #: How often a waiting or running job looks at its status in case a Redis signal was missed.
 CONTROL_POLL_S = 2.0
 
 
-class PeopleMixin:
-    """The part of the Executor that answers to people (mixed into it; see worker/executor.py)."""
-
-    deps: Deps
-    job_id: str
-    attempt: int
-    cancelled: bool
-    _news: asyncio.Event
-    _pause_requested: bool
-    _checked_at: float
-    _job_deadline: float
-    _row: dict[str, Any]
-    _page: Any
-    _masks: list[Any]
-    _step_task: asyncio.Task[Any] | None
-    _notice: asyncio.TimerHandle | None
-    _rerun_of: str | None
-
-    def _write(
-        self, *ops: Any, statements: list[Statement] | None = None, events: list[Pending] | None = None
-    ) -> asyncio.Future[Any]:
-        raise NotImplementedError
-
-    def _update_step(self, row: dict[str, Any]) -> Statement:
-        raise NotImplementedError
-
-    def _step_event(self, row: dict[str, Any], screenshot: str | None = None) -> Pending:
-        raise NotImplementedError
+class Control:
+    def __init__(
+        self,
+        deps: Deps,
+        job_id: str,
+        attempt: int,
+        writer: RunWriter,
+        snapshot: Callable[[], Awaitable[bytes | None]],
+    ) -> None:
+        self.cancelled = False
+        #: When the job's time limit runs out (monotonic); each wait for a person moves it on.
+        self.deadline = float("inf")
+        #: The job this one re-runs: its approvals are asked again, showing what was decided then.
+        self.rerun_of: str | None = None
+        self._deps = deps
+        self._job_id = job_id
+        self._attempt = attempt
+        self._writer = writer
+        self._snapshot = snapshot  # the page as an image, for an approval's evidence
+        self._news = asyncio.Event()
+        self._pause_requested = False
+        self._checked_at = time.monotonic()
+        self._task: asyncio.Task[Any] | None = None
 
     def signal(self, action: str) -> None:
         """A person acted on the job (the worker relays the Redis message)."""
@@ -66,23 +62,37 @@ class PeopleMixin:
         if action == "cancel":
             self.cancel()
 
-    async def _status(self) -> JobStatus:
-        job_id = self.job_id
-        status = await self.deps.committer.read(
+    def cancel(self) -> None:
+        """The job was cancelled (or taken over): stop the running step now."""
+        self.cancelled = True
+        if self._task is not None:
+            self._task.cancel()
+
+    async def interruptible(self, action: Coroutine[Any, Any, Any]) -> Any:
+        """Run a step's action as the task a cancel interrupts."""
+        self._task = asyncio.create_task(action)
+        try:
+            return await self._task
+        finally:
+            self._task = None
+
+    async def status(self) -> JobStatus:
+        job_id = self._job_id
+        status = await self._deps.committer.read(
             lambda conn: conn.execute(select(t.jobs.c.status).where(t.jobs.c.id == job_id)).scalar()
         )
         return JobStatus(status)
 
-    async def _wait_while(self, statuses: set[JobStatus], seconds: float | None) -> JobStatus:
+    async def wait_while(self, statuses: set[JobStatus], seconds: float | None) -> JobStatus:
         """Wait, holding no worker slot, while the job stays in `statuses`; the time does not count
         against the job's time limit. Returns the status it moved to (or has when `seconds` run out)."""
         began = time.monotonic()
         deadline = None if seconds is None else began + seconds
-        self.deps.slots.park()
+        self._deps.slots.park()
         try:
             while True:
                 self._news.clear()
-                status = await self._status()
+                status = await self.status()
                 left = CONTROL_POLL_S if deadline is None else min(CONTROL_POLL_S, deadline - time.monotonic())
                 if status not in statuses or left <= 0:
                     return status
@@ -90,21 +100,23 @@ class PeopleMixin:
                     async with asyncio.timeout(left):
                         await self._news.wait()
         finally:
-            self._job_deadline += time.monotonic() - began
-            await self.deps.slots.unpark()
+            self.deadline += time.monotonic() - began
+            await self._deps.slots.unpark()
 
-    async def _honour_pause(self) -> None:
+    async def honour_pause(self) -> None:
         """At a step boundary: stop here while the job is paused (asked by signal, or seen by a poll)."""
         if not self._pause_requested and time.monotonic() - self._checked_at < CONTROL_POLL_S:
             return
         self._pause_requested, self._checked_at = False, time.monotonic()
-        status = await self._status()
+        status = await self.status()
         if status is JobStatus.PAUSED:
-            status = await self._wait_while({JobStatus.PAUSED}, None)
+            status = await self.wait_while({JobStatus.PAUSED}, None)
         if status is JobStatus.CANCELLED:
             self.cancelled = True
 
-    async def _ask(self, ctx: StepContext, message: str, seconds: float | None, on_timeout: str) -> dict[str, Any]:
+    # -- approvals -------------------------------------------------------------------------------
+
+    async def ask(self, ctx: StepContext, message: str, seconds: float | None, on_timeout: str) -> dict[str, Any]:
         """Put the job in waiting_for_approval on the same page and wait for the decision."""
         requested = utcnow()
         approval: dict[str, Any] = {
@@ -115,24 +127,22 @@ class PeopleMixin:
             "on_timeout": on_timeout,
             "captured": jsonable(ctx.captured, ctx.secrets),
         }
-        if self._rerun_of:  # a re-run asks again; the panel shows what was decided the last time
-            approval["rerun_of"] = self._rerun_of
+        if self.rerun_of:  # a re-run asks again; the panel shows what was decided the last time
+            approval["rerun_of"] = self.rerun_of
             if earlier := await self._earlier_decision(ctx.step_id):
                 approval["earlier"] = earlier
         shot = await self._evidence(ctx)
         if shot is not None:
-            approval.update(screenshot_url=artifact_url(self.job_id, shot["id"]), screenshot_sha256=shot["sha256"])
+            approval.update(screenshot_url=artifact_url(self._job_id, shot["id"]), screenshot_sha256=shot["sha256"])
         await self._request_approval(approval, shot)
-        status = await self._wait_while({JobStatus.WAITING_FOR_APPROVAL}, seconds)
+        status = await self.wait_while({JobStatus.WAITING_FOR_APPROVAL}, seconds)
         if status is JobStatus.WAITING_FOR_APPROVAL:
             status = await self._time_out_approval(seconds or 0, on_timeout)
         if status is JobStatus.CANCELLED:
             self.cancelled = True
             raise asyncio.CancelledError
-        decided = await self.deps.committer.read(
-            lambda conn: conn.execute(select(t.jobs.c.approval).where(t.jobs.c.id == self.job_id)).scalar()
-        )
-        decided = decided or {}
+        query = select(t.jobs.c.approval).where(t.jobs.c.id == self._job_id)
+        decided = await self._deps.committer.read(lambda conn: conn.execute(query).scalar()) or {}
         if status is JobStatus.RUNNING:
             return {"decision": "approved", "by": decided.get("by"), "comment": decided.get("comment")}
         if decided.get("by") == "timeout":
@@ -142,46 +152,35 @@ class PeopleMixin:
 
     async def _earlier_decision(self, step_id: str) -> dict[str, Any] | None:
         """The decision the re-run job took at this approval step, if it got that far."""
-        query = select(t.jobs.c.approval).where(t.jobs.c.id == self._rerun_of)
-        earlier = await self.deps.committer.read(lambda conn: conn.execute(query).scalar())
+        query = select(t.jobs.c.approval).where(t.jobs.c.id == self.rerun_of)
+        earlier = await self._deps.committer.read(lambda conn: conn.execute(query).scalar())
         if not earlier or earlier.get("step_id") != step_id or not earlier.get("decision"):
             return None
         return {k: earlier.get(k) for k in ("decision", "by", "comment", "decided_at")}
 
     async def _evidence(self, ctx: StepContext) -> dict[str, Any] | None:
-        if self._page is None or self._page.is_closed():
+        """The screenshot an approver is shown (and whose hash the decision records)."""
+        image = await self._snapshot()
+        if image is None:
             return None
-        try:
-            image = await self._page.screenshot(mask=self._masks, timeout=5000)
-        except PlaywrightError:
-            return None
-        return self.deps.svc.store.save(
-            self.job_id, "screenshot", f"{ctx.step_id}-approval.png", image, step_id=ctx.step_id, mime_type="image/png"
+        return self._deps.svc.store.save(
+            self._job_id, "screenshot", f"{ctx.step_id}-approval.png", image, step_id=ctx.step_id, mime_type="image/png"
         ).row
 
     async def _request_approval(self, approval: dict[str, Any], shot: dict[str, Any] | None) -> None:
-        job_id, attempt = self.job_id, self.attempt
-        if self._notice is not None:
-            self._notice.cancel()  # the step is announced as waiting instead
-        row = {**self._row, "status": StepStatus.WAITING.value}
-        statements: list[Statement] = [self._update_step(row)]
+        writer = self._writer
+        writer.quiet()  # the step is announced as waiting instead
+        row = {**writer.step, "status": StepStatus.WAITING.value}
+        statements: list[Statement] = [writer.update_step(row)]
         if shot is not None:
             statements.append((INSERT_ARTIFACT, shot))
-        await self._write(
-            RequestApproval(job_id, attempt, approval),
+        await writer.write(
+            RequestApproval(self._job_id, self._attempt, approval),
             statements=statements,
-            events=[self._step_event(row, approval.get("screenshot_url"))],
+            events=[writer.step_event(row, approval.get("screenshot_url"))],
         )
 
     async def _time_out_approval(self, seconds: float, on_timeout: str) -> JobStatus:
-        job_id, attempt = self.job_id, self.attempt
-        target = JobStatus.RUNNING if on_timeout == "approve" else JobStatus.FAILED
         decision = timeout_decision(seconds, on_timeout)
-        await self._write(TimeOutApproval(job_id, attempt, target, decision))
-        return await self._status()
-
-    def cancel(self) -> None:
-        """Called when a person cancels the job: stop the running step now."""
-        self.cancelled = True
-        if self._step_task is not None:
-            self._step_task.cancel()
+        await self._writer.write(TimeOutApproval(self._job_id, self._attempt, decision))
+        return await self.status()

@@ -1,0 +1,47 @@
+"""Every Redis key and channel the orchestrator uses, in one place (arq's own keys come from arq.constants).
+
+Redis holds nothing the database cannot rebuild: the queue, wake-ups, leases, control signals, runbook
+slots, rate counters and the latest live frame."""
+
+from __future__ import annotations
+
+#: A job's events were committed: `{job_id, id}` (orchestrator/events.py); web processes fan them out.
+EVENTS_CHANNEL = "orch:events"
+#: A watched job's live frame was stored under frame_key: `{job_id, seq, at, step_id}` (worker/screencast.py).
+FRAMES_CHANNEL = "orch:frames"
+#: A job was enqueued or a slot freed: idle workers poll now (orchestrator/queue.py).
+WAKE_CHANNEL = "orch:wake"
+#: A person acted on a running job: `{job_id, action}`; the worker running it obeys (worker/control.py).
+CONTROL_CHANNEL = "orch:control"
+#: Hash of runbook -> concurrency limit (orchestrator/limits.py).
+LIMITS_KEY = "orch:limits"
+
+
+def lease_key(job_id: str) -> str:
+    """Held by the worker running a job (value: its attempt), renewed by a heartbeat (worker/lease.py)."""
+    return f"orch:lease:{job_id}"
+
+
+def frame_key(job_id: str) -> str:
+    """The latest live frame of a watched job, short-lived."""
+    return f"orch:frame:{job_id}"
+
+
+def watch_key(job_id: str) -> str:
+    """Alive while a page follows the job: the worker sends frames only then."""
+    return f"orch:watch:{job_id}"
+
+
+def slots_key(runbook: str) -> str:
+    """The jobs holding a slot of a runbook with a concurrency limit."""
+    return f"orch:slots:{runbook}"
+
+
+def line_key(runbook: str) -> str:
+    """The jobs waiting for a slot of the runbook, in queue order (queue.reconcile reads it too)."""
+    return f"orch:line:{runbook}"
+
+
+def rate_key(name: str) -> str:
+    """A rate counter (orchestrator/ratelimit.py)."""
+    return f"orch:rate:{name}"
