@@ -58,7 +58,7 @@ def process_name(source: str, process: str) -> str:
 
 
 def _records(records: list[IngestRecord]) -> list[dict[str, Any]]:
-    """The record rows; of records with one sequence the later is kept."""
+    """The record rows (their sequences differ: IngestPatch refuses a repeat)."""
     rows: dict[int, dict[str, Any]] = {}
     for index, item in enumerate(records):
         sequence = index + 1 if item.sequence is None else item.sequence
@@ -94,7 +94,8 @@ async def report(svc: Services, body: Any, actor: str, owner: str | None = None)
 async def patch(svc: Services, job_id: str, body: Any, actor: str) -> dict[str, Any]:
     values = parse(body, partial=True)
     async with writing(svc.engine) as conn:
-        row = (await conn.execute(select(t.jobs).where(t.jobs.c.id == job_id))).mappings().first()
+        # locked: a report of the same run at the same moment waits, then mirrors from what this one wrote
+        row = (await conn.execute(select(t.jobs).where(t.jobs.c.id == job_id).with_for_update())).mappings().first()
         if row is None or row["version_id"] is not None:
             raise JobNotFound(f"No ingested job has the id {job_id}.")
         await _update(conn, dict(row), values)
@@ -107,9 +108,9 @@ async def _store(svc: Services, values: dict[str, Any], actor: str) -> tuple[str
         row = (
             (
                 await conn.execute(
-                    select(t.jobs).where(
-                        t.jobs.c.source == values["source"], t.jobs.c.external_id == values["external_id"]
-                    )
+                    select(t.jobs)
+                    .where(t.jobs.c.source == values["source"], t.jobs.c.external_id == values["external_id"])
+                    .with_for_update()  # as in patch: concurrent reports of one run mirror one after the other
                 )
             )
             .mappings()

@@ -119,6 +119,10 @@ def _context(request: Request, job: dict[str, Any], steps: Sequence[Any]) -> dic
     }
 
 
+#: The pieces of one item of a job, named after a colon (step:ID, record:SEQUENCE, artifact:ID, artifacts:STEP).
+ITEMS = frozenset({"step", "record", "artifact", "artifacts"})
+
+
 @dataclass
 class Ask:
     """What a request for pieces asks: the keys as (kind, argument), and the records table's query."""
@@ -130,11 +134,13 @@ class Ask:
     @classmethod
     def of(cls, request: Request) -> Ask:
         query = request.query_params
-        keys = list(dict.fromkeys(query.getlist("part")))
+        asked = query.getlist("part")
         errors: dict[str, str] = {}
-        if not keys or len(keys) > MAX_KEYS:
+        if not asked or len(asked) > MAX_KEYS:
             errors["part"] = f"give 1 to {MAX_KEYS} pieces, e.g. part=head&part=step:open"
-        parsed = [(kind, arg) for kind, _, arg in (k.partition(":") for k in keys)]
+        # A piece of one item names it (step:ID); any other piece is the job's one, asked once however spelt.
+        split = (key.partition(":") for key in asked)
+        parsed = list(dict.fromkeys((kind, arg if kind in ITEMS else "") for kind, _, arg in split))
         unknown = sorted({kind for kind, _ in parsed if kind not in TEMPLATES})
         if unknown:
             errors["part"] = f"no piece is called {', '.join(unknown)}; pieces: {', '.join(TEMPLATES)}"

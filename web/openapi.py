@@ -16,10 +16,12 @@ from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from orchestrator.auth import VIEW
 from orchestrator.runbooks.schema import Runbook
 from orchestrator.schemas.jobs import JobFilter, RecordsQuery, RerunQuery
 from orchestrator.schemas.runbooks import AuditQuery, HistoryQuery
 from orchestrator.states import Action
+from web.auth import principal_of
 from web.components import CREATE_JOB, parameters, per_runbook, ref, schemas
 
 
@@ -354,9 +356,14 @@ def document(runbooks: list[Runbook] | None = None, max_records: int = 10_000) -
 
 
 async def openapi_json(request: Request) -> JSONResponse:
+    """The document; each runbook's own operation (its inputs' schema) only for callers who may see
+    runbooks (job:view): the document itself is public, the runbook catalogue is not."""
     svc = request.app.state.svc
-    await svc.catalog.refresh()
-    runbooks = [v.runbook for v in svc.catalog.versions()]
+    principal = principal_of(request)
+    runbooks = []
+    if principal is not None and principal.can(VIEW):
+        await svc.catalog.refresh()
+        runbooks = [v.runbook for v in svc.catalog.versions()]
     return JSONResponse(document(runbooks, svc.settings.max_records))
 
 

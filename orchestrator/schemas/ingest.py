@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
@@ -85,7 +84,7 @@ class IngestRecord(Request):
 
 Records = Annotated[
     list[IngestRecord],
-    Field(max_length=MAX_RECORDS, json_schema_extra={"uniqueItems": True}, description="the same record twice: 422"),
+    Field(max_length=MAX_RECORDS, description="each record's sequence (given, else its position from 1) differs: 422"),
 ]
 
 
@@ -123,13 +122,16 @@ class IngestJob(IngestPatch):
 
 
 def _refuse_repeats(records: list[Any]) -> None:
-    seen: dict[str, int] = {}
+    """Each record's sequence (given, else its position from 1) is its own: a second one is refused."""
+    seen: dict[Any, int] = {}
     for index, item in enumerate(records):
-        key = json.dumps(item, sort_keys=True, default=str)
-        if key in seen:
+        sequence = item.get("sequence", index + 1) if isinstance(item, dict) else None
+        if sequence is None or isinstance(sequence, bool) or not isinstance(sequence, int):
+            continue  # the record's own model names what is wrong with it
+        if sequence in seen:
             raise PydanticCustomError(
                 "repeated",
-                "must be different for each record: records[{first}] is the same record",
-                {"first": seen[key], "at": f"records[{index}].sequence"},
+                "must be different for each record: records[{first}] has sequence {sequence} too",
+                {"first": seen[sequence], "sequence": sequence, "at": f"records[{index}].sequence"},
             )
-        seen[key] = index
+        seen[sequence] = index

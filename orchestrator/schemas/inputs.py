@@ -107,6 +107,8 @@ def input_schema(spec: InputSpec, max_records: int) -> dict[str, Any]:
         "boolean": _boolean,
         "file": _file,
     }
+    if spec.secret:  # nothing of a secret's allowed values is published: its enum or pattern neither
+        spec = spec.model_copy(update={"enum": None, "pattern": None})
     choices = _records(spec, max_records) if spec.type == "records" else kinds[spec.type](spec)
     if not (spec.required and spec.default is None):  # null or "" is "not given": the default
         choices = [*choices, {"type": "null"}, {"type": "string", "maxLength": 0}]

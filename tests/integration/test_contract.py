@@ -112,3 +112,47 @@ async def test_a_job_says_which_actions_it_accepts_now(env: Env) -> None:
         report = {"process": "bot", "source": "uipath", "external_id": "r-1", "status": "running"}
         reported = (await http.post("/api/v1/ingest/jobs", json=report)).json()
         assert reported["status"] == "running" and reported["allowed_actions"] == []  # another tool's run
+
+
+async def test_the_runbook_catalogue_is_in_the_document_only_for_who_may_see_runbooks(env: Env) -> None:
+    env.write(TYPED)
+    async with http_client(env.settings, role=None) as anonymous:
+        public = (await anonymous.get("/openapi.json")).json()
+        assert (await anonymous.get("/api/v1/runbooks")).status_code == 401
+    assert "/api/v1/runbooks/typed/jobs" not in public["paths"]
+    assert "Inputs.typed" not in public["components"]["schemas"]
+    assert "/api/v1/runbooks/{name}/jobs" in public["paths"]
+    async with http_client(env.settings, role="viewer") as viewer:
+        signed_in = (await viewer.get("/openapi.json")).json()
+    assert "/api/v1/runbooks/typed/jobs" in signed_in["paths"]
+
+
+async def test_a_secret_input_publishes_none_of_its_allowed_values(env: Env) -> None:
+    env.write(
+        """
+        name: guarded
+        inputs:
+          pin: {type: string, secret: true, enum: ["4711", "9999"]}
+          code: {type: string, secret: true, pattern: "[A-Z]{3}-[0-9]{4}"}
+        steps:
+          - {id: one, action: set, values: {a: 1}}
+        """
+    )
+    async with http_client(env.settings, role="viewer") as http:
+        text = (await http.get("/api/v1/runbooks/guarded/schema")).text
+    assert "4711" not in text and "9999" not in text and "A-Z" not in text
+
+
+async def test_reported_records_keep_their_positions_and_a_repeated_sequence_is_named(env: Env) -> None:
+    async with http_client(env.settings, role="operator") as http:
+        same = {"record_id": "A-1", "status": "success"}
+        twice = {"process": "bot", "source": "uipath", "external_id": "r-2", "status": "success"}
+        made = await http.post("/api/v1/ingest/jobs", json={**twice, "records": [same, same]})
+        assert made.status_code == 201, made.text
+        assert made.json()["record_counts"]["total"] == 2  # sequences 1 and 2, by position
+        clash = [{**same, "sequence": 5}, {"record_id": "B-2", "status": "failed", "sequence": 5}]
+        refused = await http.patch(f"/api/v1/ingest/jobs/{made.json()['id']}", json={"records": clash})
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["fields"] == {
+            "records[1].sequence": "must be different for each record: records[0] has sequence 5 too"
+        }

@@ -150,3 +150,14 @@ async def test_the_rows_of_a_jobs_table_are_the_same_alone_as_in_the_list(env: E
     assert set(re.findall(r'data-job-id="(\w+)"', rows[0])) == {j["id"] for j in made}
     assert len(recent) == 1 and recent[0] in history and "view=runbook" in url
     assert "No jobs match these filters." in empty[0]
+
+
+async def test_a_piece_of_the_whole_job_is_rendered_once_however_often_it_is_asked(env: Env) -> None:
+    """`io:0 … io:99` or `records:0 … records:99` is one piece, not a hundred renderings of the job."""
+    done = await env.run(PIECES, {"pin": PIN, "rows": ROWS})
+    async with http_client(env.settings, role="viewer") as http:
+        many = "&".join(f"part=io:{n}&part=records:{n}" for n in range(50))
+        pieces = inside_templates((await http.get(f"/jobs/{done['id']}/parts?{many}")).text)
+        two_steps = inside_templates((await http.get(f"/jobs/{done['id']}/parts?part=step:keep&part=step:loop")).text)
+    assert len(pieces) == 2
+    assert len(two_steps) == 2  # a piece of one item still names the item
