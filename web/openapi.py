@@ -192,8 +192,8 @@ PATHS: dict[str, Any] = {
             "Download a file (job:view)",
             {
                 "200": {
-                    "description": "the file",
-                    "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                    "description": "the file's bytes, in its own content type (a JSON export is JSON)",
+                    "content": {"*/*": {"schema": {}}},
                 },
                 **_errors(404),
             },

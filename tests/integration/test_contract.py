@@ -28,13 +28,15 @@ inputs:
   pin: {type: string, secret: true}
 steps:
   - {id: one, action: set, values: {a: 1}}
+  - {id: out, action: export, format: json, data: "{{ captured }}", filename: out.json}
 """
 
 
 async def test_schemathesis_with_every_check_finds_nothing(env: Env, tmp_path: Path) -> None:
     """Against a runbook with every kind of input (the app as `make run` starts it: tests/e2e/test_api_contract.py)."""
     env.write(TYPED)
-    await env.create("typed", {"customer": "ACME"})  # a job for the reads to find
+    await env.create("typed", {"customer": "ACME"})  # a job for the reads to find, with a JSON file to download
+    await env.work()
     headers = await bearer(env.settings, "admin")
     async with live_server(env.settings) as url:
         await asyncio.to_thread(schemathesis_all_checks, url, headers["Authorization"], tmp_path)
