@@ -16,7 +16,7 @@ test: $(STAMP) system-deps lint
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy orchestrator
+	$(BIN)/mypy orchestrator worker web
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -256,6 +256,7 @@ class Loader:
         steps = [step_view(s, shots[-1] if shots else None) for s in rows]
         began = _when((self.job["metrics"] or {}).get("video_started_at"))
         for step in steps:
-            if began and step["started_at"]:
-                step["video_offset_s"] = max(0.0, round((_when(step["started_at"]) - began).total_seconds(), 3))
+            at = _when(step["started_at"])
+            if began and at:
+                step["video_offset_s"] = max(0.0, round((at - began).total_seconds(), 3))
         return steps

@@ -113,7 +113,7 @@ class BrowserPool:
                     args=CHROMIUM_ARGS,
                     headless=True,
                     chromium_sandbox=sandboxed(),
-                    env=browser_environment(),
+                    env={**browser_environment()},  # typed as Playwright wants: str | float | bool values
                 )
                 self.launches += 1
             return self._browser

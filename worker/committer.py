@@ -238,6 +238,7 @@ class Committer:
                 write.fence.broken = True
         if error is not None:
             raise error
+        assert results is not None  # the writer answers results or an error
         return results
 
     async def _alone(self, write: Write) -> tuple[bool, Any]:

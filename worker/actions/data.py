@@ -9,6 +9,7 @@ from typing import Any
 
 from orchestrator.errors import StepError
 from orchestrator.runbooks.steps import Export, SetValues
+from worker.actions import ActionFn
 from worker.context import StepContext
 
 
@@ -55,4 +56,4 @@ def _cell(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, dict | list) else value
 
 
-ACTIONS = [set_values, export]
+ACTIONS: list[ActionFn] = [set_values, export]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator.runbooks.steps import Approval, RunRunbook
+from worker.actions import ActionFn
 from worker.context import StepContext
 
 
@@ -20,4 +21,4 @@ async def run_runbook(ctx: StepContext, step: RunRunbook) -> dict[str, Any] | No
     return await ctx.run_child(ctx, step)
 
 
-ACTIONS = [approval, run_runbook]
+ACTIONS: list[ActionFn] = [approval, run_runbook]

@@ -9,6 +9,7 @@ from playwright.async_api import Locator
 
 from orchestrator.errors import StepError
 from orchestrator.runbooks.steps import Check, Click, Fill, Press, Select, Uncheck, Upload
+from worker.actions import ActionFn
 from worker.actions.locate import _first_line, locate
 from worker.context import StepContext
 
@@ -98,4 +99,4 @@ async def upload(ctx: StepContext, step: Upload) -> dict[str, Any] | None:
     return {"uploaded": row["name"]}
 
 
-ACTIONS = [click, fill, press, select, check, uncheck, upload]
+ACTIONS: list[ActionFn] = [click, fill, press, select, check, uncheck, upload]

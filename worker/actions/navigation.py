@@ -10,6 +10,7 @@ from playwright.async_api import Request, Response
 
 from orchestrator.errors import StepError, StepTimeout
 from orchestrator.runbooks.steps import Goto, Sleep, WaitFor
+from worker.actions import ActionFn
 from worker.actions.locate import _first_line, locate
 from worker.context import StepContext
 from worker.proxy import PROXY_HEADER
@@ -86,10 +87,11 @@ async def wait_for(ctx: StepContext, step: WaitFor) -> dict[str, Any] | None:
 
 
 async def sleep(ctx: StepContext, step: Sleep) -> dict[str, Any] | None:
-    if step.seconds > ctx.remaining + 0.1:  # a sleep as long as the step's limit is fine
-        raise StepTimeout(f"Sleeping {step.seconds:g} s would exceed the step's time limit.")
-    await asyncio.sleep(float(step.seconds))
+    seconds = float(step.seconds)  # rendered from a template by now
+    if seconds > ctx.remaining + 0.1:  # a sleep as long as the step's limit is fine
+        raise StepTimeout(f"Sleeping {seconds:g} s would exceed the step's time limit.")
+    await asyncio.sleep(seconds)
     return None
 
 
-ACTIONS = [goto, wait_for, sleep]
+ACTIONS: list[ActionFn] = [goto, wait_for, sleep]

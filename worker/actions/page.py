@@ -15,6 +15,7 @@ from playwright.async_api import Locator
 from orchestrator.artifacts import ArtifactStore, ArtifactTooLarge
 from orchestrator.errors import StepError
 from orchestrator.runbooks.steps import Assert, Download, Extract, Screenshot
+from worker.actions import ActionFn
 from worker.actions.locate import _first_line, locate
 from worker.context import StepContext
 
@@ -168,4 +169,4 @@ def _size(paths: list[Path]) -> int:
     return max(sizes)
 
 
-ACTIONS = [extract, assert_, screenshot, download]
+ACTIONS: list[ActionFn] = [extract, assert_, screenshot, download]
