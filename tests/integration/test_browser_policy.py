@@ -72,6 +72,8 @@ inputs:
 steps:
   - {id: open, action: goto, url: "{{ inputs.page }}", continue_on_error: true}
   - {id: popup, action: click, selector: "#popup", continue_on_error: true, when: "{{ 'popup=' in inputs.page }}"}
+  # the popup's request comes after the click returns: a loaded machine needs a moment to see it refused
+  - {id: aside, action: sleep, seconds: 1, continue_on_error: true, when: "{{ 'popup=' in inputs.page }}"}
   - {id: settle, action: wait_for, selector: "#embed", continue_on_error: true}
 """
 
