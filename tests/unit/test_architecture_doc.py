@@ -12,23 +12,13 @@ PACKAGES = ("orchestrator", "worker", "web")
 
 
 def named_paths() -> set[str]:
-    """Paths in backticks: `orchestrator/jobs.py`; in a package's table `jobs.py`, or `db/` and then the
-    modules of that folder in the same row."""
-    found: set[str] = set()
-    package = ""
-    for line in DOC.splitlines():
-        heading = re.match(r"### (\w+)/", line)
-        if heading:
-            package = heading.group(1)
-        folder = ""
-        for name in re.findall(r"`([\w./*-]+\.(?:py|html|js|md|toml)|[\w/]+/)`", line):
-            if name.split("/")[0] in (*PACKAGES, "tests", "bench"):
-                found.add(name)
-            elif package and line.startswith("|"):
-                found.add(f"{package}/{folder}{name}")
-                if name.endswith("/") and not folder:
-                    folder = name
-    return found
+    """Paths in backticks, always from the repository's root: `orchestrator/jobs.py`, `worker/actions/`."""
+    return set(re.findall(r"`((?:orchestrator|worker|web|tests|bench)/[\w./*-]*)`", DOC))
+
+
+def test_every_file_is_named_from_the_root() -> None:
+    bare = re.findall(r"`([\w-]+\.(?:py|js|html))`", DOC)
+    assert bare == [], f"ARCHITECTURE.md names files without their folder: {bare}"
 
 
 def test_every_path_the_document_names_exists() -> None:
