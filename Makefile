@@ -43,6 +43,11 @@ system-deps: $(STAMP)
 	  $(BIN)/playwright install chromium 2>/dev/null || \
 	  { command -v apt-get >/dev/null && $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; } || \
 	  { echo "No Chromium: install one or set ORCH_BROWSER_PATH"; exit 1; }
+	@# nginx and iproute2 (ip netns): only the cluster tests use them, as the README's deployment does
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || ! command -v apt-get >/dev/null || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nginx-light || $(SUDO) apt-get install -y -qq nginx; }
+	@command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || ! command -v apt-get >/dev/null || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq iproute2; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

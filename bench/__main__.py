@@ -1,6 +1,7 @@
 """`make bench`: throughput, start latency and browser overhead, each beside its baseline.
 
-Writes bench/results.md (a table) and prints it.
+Writes bench/results.md (a table) and prints it. `python -m bench throughput` runs only the
+throughput rows (SQLite, PostgreSQL with one worker and with two) and prints them.
 """
 
 from __future__ import annotations
@@ -23,14 +24,18 @@ from sqlalchemy import select
 
 from bench import control, joblist, watching
 from bench.harness import (
+    cpu_seconds,
     flush_redis,
+    machine_busy,
     percentile,
     postgres,
     redis_server,
     services,
     static_site,
     worker_env,
+    worker_processes,
     worker_ready,
+    workers_listening,
     workspace,
 )
 from orchestrator import jobs, queue
@@ -48,7 +53,10 @@ steps:
     seconds: 0
 """
 JOBS = int(os.environ.get("BENCH_JOBS", "2000"))
-THROUGHPUT_RUNS = 3
+THROUGHPUT_RUNS = int(os.environ.get("BENCH_RUNS", "3"))
+#: Each worker's concurrency in the throughput rows.
+CONCURRENCY = 10
+CORES = os.cpu_count() or 1
 BROWSER_RUNS = 5
 
 
@@ -65,7 +73,7 @@ async def bare_arq(redis_url: str, count: int) -> float:
         functions=[noop],
         redis_settings=queue.redis_settings(redis_url),
         burst=True,
-        max_jobs=10,
+        max_jobs=CONCURRENCY,
         poll_delay=0.05,
         keep_result=0,
         handle_signals=False,
@@ -88,7 +96,7 @@ async def ours(redis_url: str, count: int, on_postgres: bool = False) -> tuple[f
             svc = await stack.enter_async_context(services(settings))
             for _ in range(count):
                 await jobs.create(svc, "three", jobs.JobRequest())
-            worker = build_worker(settings, burst=True, concurrency=10, svc=svc)
+            worker = build_worker(settings, burst=True, concurrency=CONCURRENCY, svc=svc)
             started = time.perf_counter()
             await worker.main()
             commits = worker.ctx["deps"].committer
@@ -100,6 +108,106 @@ async def ours(redis_url: str, count: int, on_postgres: bool = False) -> tuple[f
             steps = await _succeeded_steps(svc)
             assert steps == 3 * count, f"{steps} of {3 * count} steps succeeded"
     return count / elapsed, commits
+
+
+async def on_postgres_workers(redis_url: str, count: int, workers: int) -> tuple[float, dict[str, float]]:
+    """`count` three-step jobs drained by `workers` worker processes (`orchestrator worker`, as in
+    production, CONCURRENCY each) on one PostgreSQL. The jobs are made first and held off the
+    queue until every worker has started; the clock runs from their release to the last job
+    completed in the database. Returns jobs/s and the cores kept busy meanwhile: by the workers
+    (with their writer processes), by PostgreSQL (the database's backends), by the whole machine."""
+    from redis.asyncio import Redis
+
+    from orchestrator.keys import WAKE_CHANNEL
+
+    await flush_redis(redis_url)
+    held = "bench:held"
+    with workspace({"three": THREE_STEPS}, redis_url) as sqlite:
+        async with postgres(sqlite) as settings, services(settings) as svc:
+            for _ in range(count):
+                await jobs.create(svc, "three", jobs.JobRequest())
+            client = Redis.from_url(redis_url)
+            try:
+                await client.rename(svc.redis.default_queue_name, held)
+                with worker_processes(settings, workers, CONCURRENCY) as processes:
+                    await workers_listening(redis_url, workers)
+                    groups = {process.pid for process in processes}
+                    backends = f" {settings.database_url.rsplit('/', 1)[1]} "  # "postgres: 15/main: USER DATABASE HOST"
+
+                    def cpu() -> tuple[float, float, float, float]:
+                        return (cpu_seconds(groups), cpu_seconds(command=backends), *machine_busy())
+
+                    before = cpu()
+                    started = time.perf_counter()
+                    await client.rename(held, svc.redis.default_queue_name)
+                    await client.publish(WAKE_CHANNEL, "bench")
+                    while (done := await _count(svc, "completed")) < count:
+                        if time.perf_counter() - started > 300:
+                            raise TimeoutError(f"only {done} of {count} jobs completed in 300 s")
+                        await asyncio.sleep(0.02)
+                    elapsed = time.perf_counter() - started
+                    after = cpu()
+            finally:
+                await client.aclose()
+            steps = await _succeeded_steps(svc)
+            assert steps == 3 * count, f"{steps} of {3 * count} steps succeeded"
+    used = [a - b for a, b in zip(after, before, strict=True)]
+    cores = {"workers": used[0] / elapsed, "postgres": used[1] / elapsed, "machine": used[2] / used[3] * CORES}
+    return count / elapsed, cores
+
+
+async def throughput(redis_url: str) -> list[tuple[str, str, str, str]]:
+    """Bare arq, ours on SQLite, ours on PostgreSQL (one worker in this process, as the SQLite row;
+    then one and two worker processes), alternating within each run: on a shared machine whole
+    runs drift, so each ratio is taken within a run, and the median of the runs' ratios is given."""
+    # A short warm-up of each (imports, caches, the writer's forkserver).
+    await bare_arq(redis_url, JOBS // 10)
+    await ours(redis_url, JOBS // 10)
+    await ours(redis_url, JOBS // 10, on_postgres=True)
+    rates: dict[str, list[float]] = {"arq": [], "sqlite": [], "pg": [], "pg1": [], "pg2": []}
+    busy: dict[str, list[dict[str, float]]] = {"pg1": [], "pg2": []}
+    commits = 0
+    for _ in range(THROUGHPUT_RUNS):
+        rates["arq"].append(await bare_arq(redis_url, JOBS))
+        rate, commits = await ours(redis_url, JOBS)
+        rates["sqlite"].append(rate)
+        rates["pg"].append((await ours(redis_url, JOBS, on_postgres=True))[0])
+        for workers in (1, 2):
+            rate, cores = await on_postgres_workers(redis_url, JOBS, workers)
+            rates[f"pg{workers}"].append(rate)
+            busy[f"pg{workers}"].append(cores)
+
+    def spread(name: str) -> str:
+        values = rates[name]
+        return f"{statistics.median(values):.0f} jobs/s ({min(values):.0f} to {max(values):.0f})"
+
+    def cores(name: str) -> str:
+        median = {key: statistics.median(run[key] for run in busy[name]) for key in busy[name][0]}
+        return (
+            f"{median['workers']:.2f} cores busy in the workers and their writers, {median['postgres']:.2f} in"
+            f" PostgreSQL, {median['machine']:.2f} of {CORES} in the machine"
+        )
+
+    def ratio(name: str, base: str) -> str:
+        return f"{statistics.median(a / b for a, b in zip(rates[name], rates[base], strict=True)):.2f} x"
+
+    arq = f"bare arq no-op: {spread('arq')}"
+    runs = f"median of {THROUGHPUT_RUNS} runs"
+    return [
+        (
+            f"throughput, {JOBS} three-step jobs, concurrency {CONCURRENCY} ({runs})",
+            spread("sqlite"),
+            arq,
+            f"{ratio('sqlite', 'arq')} (target >= 0.5; {commits} commits)",
+        ),
+        ("the same on PostgreSQL (one worker)", spread("pg"), arq, f"{ratio('pg', 'arq')} (target >= 0.5)"),
+        (
+            f"two worker processes on one PostgreSQL vs one (concurrency {CONCURRENCY} each)",
+            f"{spread('pg2')}; {cores('pg2')}",
+            f"one worker process: {spread('pg1')}; {cores('pg1')}",
+            f"{ratio('pg2', 'pg1')} (target >= 1.6)",
+        ),
+    ]
 
 
 async def _count(svc: Any, status: str) -> int:
@@ -216,38 +324,23 @@ async def browser_job(redis_url: str, url: str, screenshots: bool) -> float:
     return elapsed
 
 
-async def main() -> None:
+def table(rows: list[tuple[str, str, str, str]]) -> str:
+    lines = ["| benchmark | orchestrator | baseline | ratio / target |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, SQLite"
+    return f"# Benchmark results\n\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine}\n\n" + "\n".join(lines) + "\n"
+
+
+async def main(sections: list[str]) -> None:
+    if sections == ["throughput"]:
+        with redis_server() as redis_url:
+            print(table(await throughput(redis_url)))
+        return
+    if sections:
+        raise SystemExit(f"usage: python -m bench [throughput] (got {' '.join(sections)})")
     rows: list[tuple[str, str, str, str]] = []
     with redis_server() as redis_url:
-        # A short warm-up of each (imports, caches, the writer's forkserver), then alternating runs,
-        # the median of each: on a shared machine single runs vary by a third.
-        await bare_arq(redis_url, JOBS // 10)
-        await ours(redis_url, JOBS // 10)
-        arq_rates, our_rates, commits = [], [], 0
-        for _ in range(THROUGHPUT_RUNS):
-            arq_rates.append(await bare_arq(redis_url, JOBS))
-            rate, commits = await ours(redis_url, JOBS)
-            our_rates.append(rate)
-        arq_rate, our_rate = statistics.median(arq_rates), statistics.median(our_rates)
-        rows.append(
-            (
-                f"throughput, {JOBS} three-step jobs, concurrency 10 (median of {THROUGHPUT_RUNS} runs)",
-                f"{our_rate:.0f} jobs/s ({min(our_rates):.0f} to {max(our_rates):.0f})",
-                f"bare arq no-op: {arq_rate:.0f} jobs/s ({min(arq_rates):.0f} to {max(arq_rates):.0f})",
-                f"{our_rate / arq_rate:.2f} x (target >= 0.5; {commits} commits)",
-            )
-        )
-        await ours(redis_url, JOBS // 10, on_postgres=True)
-        pg_rates = [(await ours(redis_url, JOBS, on_postgres=True))[0] for _ in range(THROUGHPUT_RUNS)]
-        pg_rate = statistics.median(pg_rates)
-        rows.append(
-            (
-                "the same on PostgreSQL (one worker; add workers to scale)",
-                f"{pg_rate:.0f} jobs/s ({min(pg_rates):.0f} to {max(pg_rates):.0f})",
-                f"bare arq no-op: {arq_rate:.0f} jobs/s (above)",
-                f"{pg_rate / arq_rate:.2f} x",
-            )
-        )
+        rows += await throughput(redis_url)
         p50, p99 = await latency(redis_url)
         rows.append(
             (
@@ -292,10 +385,7 @@ async def main() -> None:
         rows += await joblist.run(redis_url)
     with redis_server() as redis_url:
         rows += await watching.run(redis_url)
-    table = ["| benchmark | orchestrator | baseline | ratio / target |", "|---|---|---|---|"]
-    table += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, SQLite"
-    text = f"# Benchmark results\n\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine}\n\n" + "\n".join(table) + "\n"
+    text = table(rows)
     (HERE / "results.md").write_text(text)
     print(text)
 
@@ -304,4 +394,4 @@ if __name__ == "__main__":
     from worker.main import fast_loop
 
     fast_loop()  # the loop the worker runs on; bare arq runs on it too
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))

@@ -1,4 +1,5 @@
-"""Real parts for benchmarks: a private redis-server, a migrated SQLite file, a local web server."""
+"""Real parts for benchmarks: a private redis-server, a migrated SQLite file (or a scratch PostgreSQL
+database), a local web server, worker processes."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -99,6 +100,74 @@ async def postgres(settings: Settings) -> AsyncIterator[Settings]:
 
 def worker_env(settings: Settings, concurrency: int) -> dict[str, str]:
     return {**os.environ, **settings.environment(), "ORCH_WORKER_CONCURRENCY": str(concurrency)}
+
+
+@contextlib.contextmanager
+def worker_processes(settings: Settings, count: int, concurrency: int) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """`count` worker processes (`orchestrator worker`, as in production), stopped with SIGTERM at the end.
+    Each leads a process group of its own (with its database writer), for `cpu_seconds`."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli", "worker"],
+            env=worker_env(settings, concurrency),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for _ in range(count)
+    ]
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+async def workers_listening(url: str, count: int, seconds: float = 60) -> None:
+    """Wait until `count` workers have started (each subscribes to the wake-up channel once its
+    start-up is done)."""
+    from redis.asyncio import Redis
+
+    from orchestrator.keys import WAKE_CHANNEL
+
+    client = Redis.from_url(url)
+    try:
+        deadline = time.monotonic() + seconds
+        while (await client.pubsub_numsub(WAKE_CHANNEL))[0][1] < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fewer than {count} workers started within {seconds:g} s")
+            await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()
+
+
+def cpu_seconds(pgids: Collection[int] = (), command: str = "") -> float:
+    """User + system CPU of the live processes in these process groups, or whose command line
+    holds `command` (a PostgreSQL backend shows its database there)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()  # after the name: state ppid pgrp
+            if int(fields[2]) in pgids or (command and command.encode() in (entry / "cmdline").read_bytes()):
+                total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def machine_busy() -> tuple[float, float]:
+    """CPU seconds the whole machine has been busy, and all CPU seconds, since boot (/proc/stat)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks) - idle) / tick, sum(ticks) / tick
 
 
 def percentile(values: list[float], p: float) -> float:

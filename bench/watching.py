@@ -18,6 +18,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from playwright.async_api import async_playwright
 
+from bench import harness
 from bench.harness import flush_redis, percentile, services, static_site, worker_env, workspace
 from orchestrator import auth, events, jobs
 from orchestrator.db.engine import writing
@@ -42,16 +43,7 @@ SSE_SECONDS = 20
 
 def cpu_seconds(pgid: int) -> float:
     """User + system CPU of every live process in a process group."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid:  # fields after the name: state ppid pgrp ...
-                total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    return harness.cpu_seconds({pgid})
 
 
 def rss_kib(pid: int) -> int:

@@ -30,11 +30,14 @@ from orchestrator.errors import Forbidden, InvalidInput, OrchestratorError
 
 VIEW, RUN, CONTROL, APPROVE, EDIT = "job:view", "job:run", "job:control", "job:approve", "job:edit"
 USERS, TOKENS = "users", "tokens"
+#: GET /metrics and nothing else: the `metrics` role's only permission, for a scraper's token.
+METRICS = "metrics"
 ROLES: dict[str, frozenset[str]] = {
     "viewer": frozenset({VIEW}),
     "operator": frozenset({VIEW, RUN, CONTROL}),
     "approver": frozenset({VIEW, APPROVE}),
-    "admin": frozenset({VIEW, RUN, CONTROL, APPROVE, EDIT, USERS, TOKENS}),
+    "admin": frozenset({VIEW, RUN, CONTROL, APPROVE, EDIT, USERS, TOKENS, METRICS}),
+    "metrics": frozenset({METRICS}),
 }
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 TOKEN_PREFIX = "orch_"

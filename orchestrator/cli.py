@@ -18,7 +18,11 @@ from orchestrator.states import JobStatus, StepStatus
 
 
 def _settings() -> Settings:
-    return Settings.from_env()
+    try:
+        return Settings.from_env()
+    except ValueError as exc:  # a bad setting: its message names the variable, in the process's log format
+        logging.getLogger("orchestrator").critical("%s", exc)
+        raise SystemExit(1) from None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -105,7 +109,7 @@ async def _run(name: str, inputs: dict[str, Any], follow: bool) -> int:
     from orchestrator.errors import InvalidInput, OrchestratorError
     from orchestrator.services import Services
 
-    svc = await Services.open(_settings())
+    svc = await Services.open(_settings(), "orchestrator-cli")
     try:
         try:
             job, _ = await jobs.create(
@@ -390,8 +394,13 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from orchestrator import logs
+    from orchestrator.config import log_format
 
-    logs.configure(logging.INFO)
+    try:
+        form = log_format()
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    logs.configure(logging.INFO, form)
     args = parser().parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from orchestrator.urlpolicy import HostList
 
@@ -56,6 +58,12 @@ class Settings:
     #: never open: host names, `*.example.com` wildcards, IP addresses and CIDR ranges.
     allowed_hosts: tuple[str, ...] = ()
     denied_hosts: tuple[str, ...] = ()
+    #: GET /metrics without a token (ORCH_METRICS_PUBLIC=1); else a token of the `metrics` role, or an admin.
+    metrics_public: bool = False
+    #: A worker that has not beat for this long shows as lost, and after this long it is no longer listed
+    #: (orchestrator/workers.py; it beats every 2 s).
+    worker_lost_s: float = 6.0
+    worker_gone_s: float = 300.0
     #: Caps that keep one job, stream or file from growing without bound (issue 16): records in a
     #: `records` input and its size as JSON; records the job object carries (the rest are paged);
     #: the largest artifact file; a session video's frames, bytes of frames and seconds; event
@@ -70,12 +78,23 @@ class Settings:
     video_max_seconds: int = CAPS["video_max_seconds"][1]
     sse_streams_per_user: int = CAPS["sse_streams_per_user"][1]
     sse_replay_max: int = CAPS["sse_replay_max"][1]
+    #: The artifact store (ORCH_ARTIFACTS_URL): "" for the folder ORCH_DATA_DIR/artifacts, another folder, or
+    #: s3://bucket/prefix on AWS or, with s3_endpoint (ORCH_S3_ENDPOINT), any S3-compatible store; its
+    #: credentials are the usual AWS_* variables, kept here for child processes and out of repr and logs.
+    artifacts_url: str = ""
+    s3_endpoint: str = ""
+    aws_environment: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    #: Log lines (ORCH_LOG_FORMAT): "text" for people, "json" for one JSON object a line (orchestrator/logs.py).
+    log_format: str = "text"
+    #: Where job traces go over OTLP/HTTP (ORCH_OTEL_ENDPOINT, such as http://collector:4318); "": no tracing.
+    otel_endpoint: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
         data_dir = Path(_env("ORCH_DATA_DIR", "var")).resolve()
         host = _env("ORCH_HOST", "127.0.0.1")
         port = int(_env("ORCH_PORT", "8000"))
+        lost, gone = _worker_rhythm()
         return cls(
             data_dir=data_dir,
             database_url=_env("ORCH_DATABASE_URL", f"sqlite+aiosqlite:///{data_dir / 'orchestrator.db'}"),
@@ -95,6 +114,14 @@ class Settings:
             trusted_proxies=os.environ.get("ORCH_TRUSTED_PROXIES", "127.0.0.1").strip(),
             allowed_hosts=_hosts("ORCH_ALLOWED_HOSTS"),
             denied_hosts=_hosts("ORCH_DENIED_HOSTS"),
+            metrics_public=_flag("ORCH_METRICS_PUBLIC"),
+            worker_lost_s=lost,
+            worker_gone_s=gone,
+            artifacts_url=_artifacts_url(),
+            s3_endpoint=_s3_endpoint(),
+            aws_environment=tuple((k, os.environ[k]) for k in AWS_VARIABLES if os.environ.get(k)),
+            log_format=log_format(),
+            otel_endpoint=_otel_endpoint(),
             **_caps(),
         )
 
@@ -119,12 +146,29 @@ class Settings:
             "ORCH_TRUSTED_PROXIES": self.trusted_proxies,
             "ORCH_ALLOWED_HOSTS": ",".join(self.allowed_hosts),
             "ORCH_DENIED_HOSTS": ",".join(self.denied_hosts),
+            "ORCH_METRICS_PUBLIC": "1" if self.metrics_public else "0",
+            "ORCH_WORKER_LOST_S": f"{self.worker_lost_s:g}",
+            "ORCH_WORKER_GONE_S": f"{self.worker_gone_s:g}",
             **{variable: str(getattr(self, name)) for name, (variable, _, _) in CAPS.items()},
+            "ORCH_ARTIFACTS_URL": self.artifacts_url,
+            "ORCH_S3_ENDPOINT": self.s3_endpoint,
+            **dict(self.aws_environment),
+            "ORCH_LOG_FORMAT": self.log_format,
+            "ORCH_OTEL_ENDPOINT": self.otel_endpoint,
         }
 
     @property
+    def artifacts(self) -> Path | S3Location:
+        """Where artifact files are kept: a folder, or a bucket and prefix."""
+        return artifacts_location(self.artifacts_url) or self.data_dir / "artifacts"
+
+    @property
     def artifacts_dir(self) -> Path:
-        return self.data_dir / "artifacts"
+        """The artifact folder (an error when the store is S3: there is none)."""
+        where = self.artifacts
+        if isinstance(where, S3Location):
+            raise RuntimeError(f"ORCH_ARTIFACTS_URL is an S3 store ({where}), not a folder.")
+        return where
 
     @property
     def redis(self) -> str:
@@ -143,6 +187,127 @@ def _caps() -> dict[str, int]:
             raise ValueError(f"{variable} must be a whole number of at least {least}; it is {raw!r}.")
         found[name] = int(raw)
     return found
+
+
+#: The AWS variables an S3 artifact store reads its credentials and region from.
+AWS_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    prefix: str
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+
+def artifacts_location(url: str) -> Path | S3Location | None:
+    """ORCH_ARTIFACTS_URL read: None when unset (the default folder), a folder (a path or file:///path),
+    or an S3 bucket and key prefix; anything else is an error naming the variable."""
+    if not url:
+        return None
+    if "://" not in url:
+        return Path(url).resolve()
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - read for its check: a bad port is an error
+    except ValueError:
+        raise ValueError("ORCH_ARTIFACTS_URL must be a folder or s3://bucket/prefix; it is not a URL.") from None
+    if parts.scheme == "file" and parts.netloc in ("", "localhost") and parts.path:
+        return Path(parts.path).resolve()
+    if parts.scheme != "s3":
+        raise ValueError(f"ORCH_ARTIFACTS_URL must be a folder or s3://bucket/prefix; {parts.scheme}:// is neither.")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError("ORCH_ARTIFACTS_URL must be s3://bucket/prefix alone: credentials go in AWS_* variables.")
+    if not parts.netloc:
+        raise ValueError("ORCH_ARTIFACTS_URL must name a bucket: s3://bucket/prefix.")
+    if not _BUCKET.fullmatch(parts.netloc) or ".." in parts.netloc:
+        raise ValueError(f"ORCH_ARTIFACTS_URL names {parts.netloc!r}, which is not an S3 bucket name.")
+    segments = [s for s in parts.path.split("/") if s]
+    if any(s in (".", "..") or not s.isprintable() or "\\" in s for s in segments):
+        raise ValueError("ORCH_ARTIFACTS_URL has a prefix with . or .. parts or unprintable characters.")
+    return S3Location(parts.netloc, "/".join(segments))
+
+
+def _artifacts_url() -> str:
+    """ORCH_ARTIFACTS_URL, checked; a relative folder made absolute (a child process may start elsewhere)."""
+    url = _env("ORCH_ARTIFACTS_URL", "")
+    where = artifacts_location(url)
+    return str(where) if isinstance(where, Path) else url
+
+
+def _s3_endpoint() -> str:
+    url = _env("ORCH_S3_ENDPOINT", "").rstrip("/")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - read for its check: a bad port is an error
+    except ValueError:
+        parts = urlsplit("")
+    extra = parts.username or parts.password or parts.query or parts.fragment
+    good = parts.scheme in ("http", "https") and bool(parts.hostname) and not extra
+    if url and not good:
+        raise ValueError("ORCH_S3_ENDPOINT must be the store's http:// or https:// address, such as http://HOST:9000.")
+    return url
+
+
+def log_format() -> str:
+    """ORCH_LOG_FORMAT: text (the default) or json. Read on its own too: a command sets up its logging
+    before it reads the other settings (orchestrator/cli.py)."""
+    value = _env("ORCH_LOG_FORMAT", "text").lower()
+    if value not in ("text", "json"):
+        raise ValueError(f"ORCH_LOG_FORMAT must be text or json; it is {value!r}.")
+    return value
+
+
+def _otel_endpoint() -> str:
+    """ORCH_OTEL_ENDPOINT: an OTLP/HTTP collector's http:// or https:// address (spans go to its /v1/traces),
+    without credentials (the exporter reads headers from OTEL_EXPORTER_OTLP_HEADERS)."""
+    url = _env("ORCH_OTEL_ENDPOINT", "").rstrip("/")
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - read for its check: a bad port is an error
+    except ValueError:
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            "ORCH_OTEL_ENDPOINT must be an OTLP/HTTP collector's http:// or https:// address, such as "
+            "http://127.0.0.1:4318."  # not the value itself: it may hold a password
+        )
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError(
+            "ORCH_OTEL_ENDPOINT must be the collector's address alone: put credentials in OTEL_EXPORTER_OTLP_HEADERS."
+        )
+    return url
+
+
+def _flag(name: str) -> bool:
+    """A yes-or-no variable: 1 or 0 (true/false, yes/no); unset is no."""
+    raw = _env(name, "0").lower()
+    if raw not in ("1", "0", "true", "false", "yes", "no"):
+        raise ValueError(f"{name} must be 1 or 0; it is {raw!r}.")
+    return raw in ("1", "true", "yes")
+
+
+def _worker_rhythm() -> tuple[float, float]:
+    """ORCH_WORKER_LOST_S (more than the 2 s between a worker's beats) and ORCH_WORKER_GONE_S (longer)."""
+    found = []
+    for variable, default, least in (("ORCH_WORKER_LOST_S", "6", 3.0), ("ORCH_WORKER_GONE_S", "300", 4.0)):
+        raw = _env(variable, default)
+        try:
+            seconds = float(raw)
+        except ValueError:
+            seconds = float("nan")
+        if not seconds >= least:  # NaN too
+            raise ValueError(f"{variable} must be a number of seconds, at least {least:g}; it is {raw!r}.")
+        found.append(seconds)
+    lost, gone = found
+    if gone <= lost:
+        raise ValueError("ORCH_WORKER_GONE_S must be longer than ORCH_WORKER_LOST_S.")
+    return lost, gone
 
 
 def _hosts(name: str) -> tuple[str, ...]:

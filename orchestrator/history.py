@@ -106,7 +106,7 @@ async def remove(svc: Services, runbook: str, job_id: str, actor: str) -> None:
         await conn.execute(
             insert(t.audit).values(job_id=job_id, actor=actor, action="delete", comment=what, outcome="ok", at=utcnow())
         )
-    svc.store.delete_job(job_id)  # after the commit: a failed delete keeps the files
+    await svc.store.delete_job(job_id)  # after the commit: a failed delete keeps the files
 
 
 def entry(row: RowMapping, steps: list[RowMapping]) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator.db import tables as t
-from orchestrator.db.engine import writing
+from orchestrator.db.engine import reading, writing
 from orchestrator.db.tables import aware, utcnow
 from orchestrator.errors import InvalidInput, JobNotFound, OrchestratorError
 from orchestrator.events import Pending, append, publish, status_event
@@ -196,13 +196,22 @@ async def attach(svc: Services, job_id: str, files: list[tuple[str, bytes, str |
     """Store files reported with a run (attachments), under server-made names; return their rows."""
     if not files:
         raise InvalidInput({"file": "send at least one file as multipart/form-data"})
-    async with writing(svc.engine) as conn:
-        found = (await conn.execute(select(t.jobs.c.version_id).where(t.jobs.c.id == job_id))).first()
-        if found is None or found.version_id is not None:
-            raise JobNotFound(f"No ingested job has the id {job_id}.")
-        rows = [
-            svc.store.save(job_id, "attachment", name, content, mime_type=mime).row for name, content, mime in files
-        ]
-        await conn.execute(insert(t.artifacts), rows)
+    async with reading(svc.engine) as conn:
+        await _ingested(conn, job_id)
+    # stored before the transaction (an upload to a remote store would hold the writer), removed if it fails
+    rows = [await svc.store.save(job_id, "attachment", name, content, mime_type=mime) for name, content, mime in files]
+    try:
+        async with writing(svc.engine) as conn:
+            await _ingested(conn, job_id)  # it may have been deleted meanwhile
+            await conn.execute(insert(t.artifacts), rows)
+    except BaseException:
+        await svc.store.delete([row["path"] for row in rows])
+        raise
     await publish(svc.redis, [job_id])
     return rows
+
+
+async def _ingested(conn: Any, job_id: str) -> None:
+    found = (await conn.execute(select(t.jobs.c.version_id).where(t.jobs.c.id == job_id))).first()
+    if found is None or found.version_id is not None:
+        raise JobNotFound(f"No ingested job has the id {job_id}.")

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, text
 
-from orchestrator import limits, queue
+from orchestrator import limits, queue, tracing
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
 from orchestrator.errors import Duplicate
@@ -116,7 +116,8 @@ async def enqueue_job(svc: Services, row: dict[str, Any], limit: int | None) -> 
     try:
         if limit and not (run_at and run_at > row["created_at"]):
             await limits.join_line(svc.redis, row["runbook"], limit, job_id, row["created_at"], row["priority"])
-        await queue.enqueue(svc.redis, job_id, 1, row["priority"], run_at)
+        with tracing.enqueueing(svc.tracing, job_id, row["runbook"], row["priority"]) as trace:
+            await queue.enqueue(svc.redis, job_id, 1, row["priority"], run_at, trace=trace)
     except Exception as exc:  # noqa: BLE001 - the row is the truth; the reconciler enqueues it later
         log.warning("job %s stored but not enqueued (%s); it will be enqueued when Redis answers", job_id, exc)
     await publish(svc.redis, [job_id])

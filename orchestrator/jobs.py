@@ -15,6 +15,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from orchestrator import inputs as job_inputs
+from orchestrator import metrics
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
 from orchestrator.db.tables import utcnow
@@ -68,7 +69,7 @@ async def create(svc: Services, name: str, request: JobRequest) -> tuple[dict[st
     await count_job(svc, request.owner, request.actor, request.source)  # a job it will make, not a refused one
     digest = _inputs_hash(svc, clean)
     job_id, now = new_id(), utcnow()
-    attachments = _store_files(svc, job_id, runbook.inputs, clean)
+    attachments = await _store_files(svc, job_id, runbook.inputs, clean)
     public, secret = job_inputs.split_secrets(runbook.inputs, clean)
     status = JobStatus.SCHEDULED if request.run_at and request.run_at > now else JobStatus.QUEUED
     priority = request.priority or runbook.settings.priority
@@ -102,7 +103,7 @@ async def create(svc: Services, name: str, request: JobRequest) -> tuple[dict[st
         await insert_job(svc, row, steps, attachments, dedupe=runbook.settings.dedupe == "inputs")
     except BaseException as exc:
         if attachments:  # the files were written first: a job refused (a duplicate, say) keeps none
-            svc.store.delete_job(job_id)
+            await svc.store.delete_job(job_id)
         if isinstance(exc, IntegrityError) and key and (existing := await by_key(svc, name, key)):
             return existing, False
         raise
@@ -111,17 +112,19 @@ async def create(svc: Services, name: str, request: JobRequest) -> tuple[dict[st
         return await job_view(conn, job_id, svc.settings.job_records), True
 
 
-def _store_files(svc: Services, job_id: str, specs: dict[str, Any], clean: dict[str, Any]) -> list[dict[str, Any]]:
+async def _store_files(
+    svc: Services, job_id: str, specs: dict[str, Any], clean: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Save file inputs as the job's attachment artifacts; the input becomes a reference to its file."""
     rows = []
     for name, spec in specs.items():
         value = clean.get(name)
         if spec.type == "file" and isinstance(value, dict) and "content" in value:
-            stored = svc.store.save(
+            row = await svc.store.save(
                 job_id, "attachment", value["filename"], value["content"], mime_type=value.get("content_type") or None
             )
-            rows.append(stored.row)
-            clean[name] = {"artifact_id": stored.row["id"], "name": stored.row["name"], "size": stored.row["size"]}
+            rows.append(row)
+            clean[name] = {"artifact_id": row["id"], "name": row["name"], "size": row["size"]}
     return rows
 
 
@@ -211,6 +214,8 @@ async def act(
             status=status.value,
             allowed_actions=allowed,
         ) from None
+    if action is Action.CANCEL and seen in (JobStatus.QUEUED, JobStatus.SCHEDULED):  # no run will count it
+        await metrics.add_quietly(svc.redis, metrics.job_finished(found.runbook, JobStatus.CANCELLED.value))
     if action is Action.CANCEL:
         await _cancel_children(svc, job_id, actor)
     try:  # the worker also polls the status, so a lost signal only delays it

@@ -1,7 +1,8 @@
 """Every Redis key and channel the orchestrator uses, in one place (arq's own keys come from arq.constants).
 
 Redis holds nothing the database cannot rebuild: the queue, wake-ups, leases, control signals, runbook
-slots, rate counters and the latest live frame."""
+slots, rate counters and the latest live frame. The exceptions are the worker registry (rebuilt by the
+next heartbeats) and the metrics counters (a flush resets them: Prometheus reads that as a counter reset)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,14 @@ WAKE_CHANNEL = "orch:wake"
 CONTROL_CHANNEL = "orch:control"
 #: Hash of runbook -> concurrency limit (orchestrator/limits.py).
 LIMITS_KEY = "orch:limits"
+#: Set of the ids of the worker processes that announced themselves (orchestrator/workers.py).
+WORKERS_KEY = "orch:workers"
+#: The cluster's counters and histograms, as hashes the workers add to (orchestrator/metrics.py): finished
+#: jobs by runbook and status, job durations by runbook, start delays, finished steps by action and status.
+METRICS_JOBS_KEY = "orch:metrics:jobs"
+METRICS_DURATION_KEY = "orch:metrics:duration"
+METRICS_DELAY_KEY = "orch:metrics:start-delay"
+METRICS_STEPS_KEY = "orch:metrics:steps"
 
 
 def lease_key(job_id: str) -> str:
@@ -45,3 +54,8 @@ def line_key(runbook: str) -> str:
 def rate_key(name: str) -> str:
     """A rate counter (orchestrator/ratelimit.py)."""
     return f"orch:rate:{name}"
+
+
+def worker_key(worker_id: str) -> str:
+    """A worker process's record (JSON), renewed by its heartbeat; it expires when the worker is long gone."""
+    return f"orch:worker:{worker_id}"

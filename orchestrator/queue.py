@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.constants import in_progress_key_prefix, job_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
+from arq.utils import to_unix_ms
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -45,13 +48,23 @@ async def enqueue(
     priority: str = "normal",
     run_at: datetime | None = None,
     now: datetime | None = None,
+    trace: str | None = None,
 ) -> bool:
-    """Put the job on the queue; False when arq still holds this attempt (queued, or just finishing)."""
-    now = now or utcnow()
-    when = run_at if run_at and run_at > now else now - PRIORITY_HEAD_START.get(priority, timedelta(0))
-    job = await pool.enqueue_job(FUNCTION, job_id, attempt, _job_id=arq_job_id(job_id, attempt), _defer_until=when)
+    """Put the job on the queue; False when arq still holds this attempt (queued, or just finishing).
+    `trace`: the traceparent of its enqueue span (orchestrator/tracing.py), carried to the run as a keyword."""
+    when = _start(priority, run_at, now or utcnow())
+    traced: dict[str, Any] = {"trace": trace} if trace else {}
+    job = await pool.enqueue_job(
+        FUNCTION, job_id, attempt, _job_id=arq_job_id(job_id, attempt), _defer_until=when, **traced
+    )
     await pool.publish(WAKE_CHANNEL, job_id)
     return job is not None
+
+
+def _start(priority: str, run_at: datetime | None, now: datetime) -> datetime:
+    """The job's place on arq's queue (its score): its time when that is later, else now moved ahead by
+    its priority."""
+    return run_at if run_at and run_at > now else now - PRIORITY_HEAD_START.get(priority, timedelta(0))
 
 
 async def enqueue_when_free(pool: ArqRedis, job_id: str, attempt: int, priority: str, seconds: float = 5) -> None:
@@ -71,13 +84,25 @@ async def enqueue_when_free(pool: ArqRedis, job_id: str, attempt: int, priority:
 #: Redis. The reconciler waits this long and reads the row again before enqueuing it.
 SETTLE_S = 1.0
 
+#: Put a job whose arq payload is still stored back on arq's queue, unless a worker holds it now.
+#: KEYS: the queue, the job's key, its in-progress key; ARGV: its score, its arq id.
+REQUEUE = """
+if redis.call('exists', KEYS[2]) == 1 and redis.call('exists', KEYS[3]) == 0 then
+  return redis.call('zadd', KEYS[1], 'NX', ARGV[1], ARGV[2])
+end
+return 0
+"""
+
 
 async def reconcile(engine: AsyncEngine, pool: ArqRedis, older_than: timedelta = timedelta(seconds=5)) -> int:
     """Enqueue again every queued job Redis does not hold (flushed, or down when the job was created),
-    and every scheduled job due within `older_than` that it does not hold (then at its time),
-    and every queued job a worker took from the queue but died before claiming (arq's in-progress
-    mark stays, no lease was ever taken): that one goes on as its next attempt. arq ignores a job id
-    it already holds, so this never runs a job twice."""
+    and every scheduled job due within `older_than` that it does not hold (then at its time), and put
+    back on arq's queue every such job whose payload Redis still holds but whose place on the queue
+    it lost (the queue's key deleted or evicted: arq would refuse to enqueue that id again, and no
+    worker would ever see it), and every queued job a worker took from the queue but died before
+    claiming (arq's in-progress mark stays, no lease was ever taken): that one goes on as its next
+    attempt. arq ignores a job id it already holds and a worker's claim moves the job on only from
+    queued at its attempt, so this never runs a job twice."""
     now = utcnow()
     cutoff = now - older_than
     jobs = t.jobs.c
@@ -91,26 +116,8 @@ async def reconcile(engine: AsyncEngine, pool: ArqRedis, older_than: timedelta =
     )
     async with reading(engine) as conn:
         rows = (await conn.execute(query.limit(1000))).all()
-    if not rows:
-        return 0
-    async with pool.pipeline(transaction=False) as pipe:
-        for row in rows:
-            arq_id = arq_job_id(row.id, row.attempt)
-            pipe.exists(job_key_prefix + arq_id, in_progress_key_prefix + arq_id)
-            pipe.exists(in_progress_key_prefix + arq_id)
-            pipe.exists(lease_key(row.id))
-            pipe.zscore(line_key(row.runbook), row.id)  # waiting for a slot of its runbook
-        found = await pipe.execute()
-    lost, dead = [], []
-    for i, row in enumerate(rows):
-        held, taken, leased, in_line = found[4 * i : 4 * i + 4]
-        if in_line is not None:
-            continue
-        if not held:
-            lost.append(row)
-        elif taken and not leased and aware(row.updated_at) < cutoff - older_than:
-            dead.append(row)
-    if not lost and not dead:
+    lost, stranded, dead = await _sort_out(pool, rows, cutoff - older_than) if rows else ([], [], [])
+    if not lost and not stranded and not dead:
         return 0
     # The snapshot above is older than what Redis just said: keep only the jobs still queued, on the
     # same attempt, after the runs that were finishing meanwhile have committed.
@@ -118,19 +125,56 @@ async def reconcile(engine: AsyncEngine, pool: ArqRedis, older_than: timedelta =
     async with reading(engine) as conn:
         still = {
             (r.id, r.attempt, r.updated_at)
-            for r in await conn.execute(query.where(t.jobs.c.id.in_([r.id for r in lost + dead])))
+            for r in await conn.execute(query.where(t.jobs.c.id.in_([r.id for r in lost + stranded + dead])))
         }
     enqueued = 0
-    for row in lost:
-        if (row.id, row.attempt, row.updated_at) in still:
-            await enqueue(
-                pool, row.id, row.attempt, row.priority, aware(row.scheduled_at) if row.scheduled_at else None
-            )
-            enqueued += 1
-    for row in dead:
-        if (row.id, row.attempt, row.updated_at) in still:
-            enqueued += await _retake(engine, pool, row.id, row.attempt, row.priority)
+    for row in (r for r in lost if (r.id, r.attempt, r.updated_at) in still):
+        await enqueue(pool, row.id, row.attempt, row.priority, aware(row.scheduled_at) if row.scheduled_at else None)
+        enqueued += 1
+    for row in (r for r in stranded if (r.id, r.attempt, r.updated_at) in still):
+        enqueued += await _requeue(pool, row)
+    for row in (r for r in dead if (r.id, r.attempt, r.updated_at) in still):
+        enqueued += await _retake(engine, pool, row.id, row.attempt, row.priority)
     return enqueued
+
+
+async def _sort_out(pool: ArqRedis, rows: Sequence[Any], dead_before: datetime) -> tuple[list[Any], ...]:
+    """The queued jobs Redis lost whole, those whose place on arq's queue it lost (the payload kept),
+    and those a worker took but never claimed (taken, no lease, not moved since `dead_before`). What
+    Redis holds of them is read in one MULTI, at one instant: a worker ending a job deletes its
+    payload and its place on the queue in one transaction too."""
+    async with pool.pipeline(transaction=True) as pipe:
+        for row in rows:
+            arq_id = arq_job_id(row.id, row.attempt)
+            pipe.exists(job_key_prefix + arq_id)
+            pipe.exists(in_progress_key_prefix + arq_id)
+            pipe.zscore(pool.default_queue_name, arq_id)
+            pipe.exists(lease_key(row.id))
+            pipe.zscore(line_key(row.runbook), row.id)  # waiting for a slot of its runbook
+        found = await pipe.execute()
+    lost, stranded, dead = [], [], []
+    for i, row in enumerate(rows):
+        stored, taken, placed, leased, in_line = found[5 * i : 5 * i + 5]
+        if in_line is not None:
+            continue
+        if not stored and not taken:
+            lost.append(row)
+        elif stored and not taken and placed is None:
+            stranded.append(row)
+        elif taken and not leased and aware(row.updated_at) < dead_before:
+            dead.append(row)
+    return lost, stranded, dead
+
+
+async def _requeue(pool: ArqRedis, row: Any) -> int:
+    """Put back on arq's queue a job whose payload arq still stores; 1 when this call did."""
+    arq_id = arq_job_id(row.id, row.attempt)
+    when = _start(row.priority, aware(row.scheduled_at) if row.scheduled_at else None, utcnow())
+    keys = [pool.default_queue_name, job_key_prefix + arq_id, in_progress_key_prefix + arq_id]
+    added = await pool.eval(REQUEUE, len(keys), *keys, str(to_unix_ms(when)), arq_id)  # type: ignore[misc]
+    if added:
+        await pool.publish(WAKE_CHANNEL, row.id)
+    return int(added)
 
 
 async def _retake(engine: AsyncEngine, pool: ArqRedis, job_id: str, attempt: int, priority: str) -> int:
@@ -143,5 +187,17 @@ async def _retake(engine: AsyncEngine, pool: ArqRedis, job_id: str, attempt: int
         )
     if moved.rowcount != 1:
         return 0
+    await forget(pool, job_id, attempt)
     await enqueue(pool, job_id, attempt + 1, priority)
     return 1
+
+
+async def forget(pool: ArqRedis, job_id: str, attempt: int) -> None:
+    """Drop what arq holds of an attempt that is over (its worker lost or stopping, the next attempt
+    queued): its place on the queue and its keys go now, not when they expire (a day for its payload,
+    a week for a taken job's in-progress mark, meanwhile counted on the queue and read at every poll)."""
+    arq_id = arq_job_id(job_id, attempt)
+    async with pool.pipeline(transaction=True) as tr:
+        tr.delete(job_key_prefix + arq_id, in_progress_key_prefix + arq_id, retry_key_prefix + arq_id)
+        tr.zrem(pool.default_queue_name, arq_id)
+        await tr.execute()

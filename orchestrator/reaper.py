@@ -85,6 +85,7 @@ class Reaper:
                 await queue.enqueue(self._pool, job_id, attempt + 1, priority)
         if done:
             log.warning("job %s: worker lost (attempt %d)", job_id, attempt)
+            await _forget(self._pool, job_id, attempt)
         return int(done)
 
 
@@ -94,11 +95,21 @@ async def hand_back(engine: AsyncEngine, pool: ArqRedis, job_id: str, attempt: i
     values = {"attempt": attempt + 1}
     if not await _move_on(engine, pool, HAND_BACK, job_id, attempt, JobStatus.QUEUED, values, message):
         return False
+    await _forget(pool, job_id, attempt)
     try:
         await queue.enqueue(pool, job_id, attempt + 1, priority)
     except (RedisError, OSError) as exc:  # queued in the database: the reconciler enqueues it later
         log.warning("job %s handed back but not enqueued (%s)", job_id, exc)
     return True
+
+
+async def _forget(pool: ArqRedis, job_id: str, attempt: int) -> None:
+    """The attempt that ended here leaves arq's queue at once (queue.forget); should Redis be away, its
+    keys expire, and a worker that takes it meanwhile finds it fenced out and does nothing."""
+    try:
+        await queue.forget(pool, job_id, attempt)
+    except (RedisError, OSError) as exc:
+        log.warning("job %s: attempt %d stays on arq's queue until it expires (%s)", job_id, attempt, exc)
 
 
 async def _move_on(

@@ -3,7 +3,6 @@ every record or of the failed ones, from the start or from a step."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -105,7 +104,7 @@ async def rerun(
         )
     except BaseException:
         if attachments:
-            svc.store.delete_job(new_job)
+            await svc.store.delete_job(new_job)
         raise
     await enqueue_job(svc, row, version.runbook.settings.concurrency)
     return await get(svc, new_job)
@@ -145,12 +144,9 @@ async def _copy_files(
             )
         if old is None:
             continue
-        source = svc.store.path_of(old["path"])
-        stored = await asyncio.to_thread(
-            svc.store.save_file, new_job, "attachment", old["name"], source, mime_type=old["mime_type"]
-        )
-        copies.append(stored.row)
-        inputs[name] = {**ref, "artifact_id": stored.row["id"]}
+        copy = await svc.store.copy(dict(old), new_job)
+        copies.append(copy)
+        inputs[name] = {**ref, "artifact_id": copy["id"]}
     row["inputs"] = inputs
     return copies
 

@@ -53,6 +53,7 @@ async def fire(svc: Services, row: Any, now: datetime) -> int:
             actor=f"schedule:{row.id}",
             owner=row.owner,
             idempotency_key=f"schedule:{row.id}:{when.isoformat()}",
+            run_at=when,  # the job's scheduled_at is its fire time (past or now: it is queued at once)
             internal=True,
             data={"schedule_id": row.id, "fire_time": when.isoformat()},
         )
@@ -109,7 +110,7 @@ async def _pause(svc: Services, tick_s: float) -> None:
 
 
 async def run(settings: Settings, tick_s: float = 1.0) -> None:
-    svc = await Services.open(settings)
+    svc = await Services.open(settings, "orchestrator-scheduler")
     reconciled_at = 0.0
     reaper = Reaper(svc.engine, svc.redis)
     limits = Limits(svc.engine, svc.redis)

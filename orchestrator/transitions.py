@@ -4,18 +4,21 @@ A move names where it may come from and where it goes (the state table of orches
 bounds it too) and what happens when another writer moved the job first. `make` is the one function
 that writes a job's status: `UPDATE ... WHERE id = ? AND status = ?` (and, for a run's moves,
 `AND attempt = ?`: the attempt fence, which also guards a run's step rows and its committer's
-batches), appending the move's `status` event in the same transaction."""
+batches), appending the move's `status` event in the same transaction. `make_all` makes the common
+case of many runs' moves at once (the worker's committer: one statement for a batch's claims)."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection
+import json
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, Update, bindparam, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import JSON, BindParameter, ColumnElement, TextClause, Update, bindparam, select, text, update
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from orchestrator.db import driver
@@ -154,6 +157,52 @@ async def move(
     return moved.previous
 
 
+@dataclass(frozen=True)
+class Planned:
+    """A run's move of its job, made together with other runs' (make_all)."""
+
+    move: Move
+    job_id: str
+    to: JobStatus
+    attempt: int | None
+    values: dict[str, Any]
+
+
+def make_all(conn: Connection, planned: Sequence[Planned], events: Sequence[list[Pending]]) -> list[bool]:
+    """make_sync's common case for many jobs at once: each job is where its move comes from (the
+    move's only source), and one compare-and-set moves it. On PostgreSQL the compare-and-sets of
+    the same columns are one statement (one round trip, where make_sync makes one a job). True
+    where the job moved (its `status` event appended to its list in `events`); False where nothing
+    was written for it: make_sync then decides, as for one job (a lost race, a way through `via`).
+    Each job appears at most once."""
+    if len({p.job_id for p in planned}) != len(planned):
+        raise ValueError("make_all moves each job at most once")
+    now = utcnow()
+    moved = [False] * len(planned)
+    groups: dict[tuple[JobStatus, tuple[str, ...], bool], list[int]] = {}
+    for i, p in enumerate(planned):
+        if len(p.move.sources) != 1 or p.to not in p.move.targets:
+            continue
+        (current,) = p.move.sources
+        if _may(p.move, current, p.to):
+            groups.setdefault((current, tuple(sorted(p.values)), p.attempt is not None), []).append(i)
+    for (current, keys, fenced), members in groups.items():
+        if conn.dialect.name == "postgresql" and len(members) > 1:
+            rows = [(planned[i].job_id, planned[i].to, planned[i].attempt, planned[i].values) for i in members]
+            won = _set_all(conn, current, keys, fenced, rows, now)
+            done = [i for i in members if planned[i].job_id in won]
+        else:
+            done = [i for i in members if _set(conn, *_args(planned[i], current, now))]
+        for i in done:
+            moved[i] = True
+            _moved(events[i], planned[i].job_id, current, planned[i].to, now)
+    return moved
+
+
+def _args(p: Planned, current: JobStatus, now: datetime) -> tuple[Any, ...]:
+    return p.job_id, current, p.to, now, p.values, p.attempt
+
+
 def _may(move: Move, current: JobStatus, to: JobStatus) -> bool:
     return not move.checked or can_move(current, to)
 
@@ -225,6 +274,60 @@ def _set(
     if attempt is not None:
         params["b_attempt"] = attempt
     return driver.execute(conn, _update(tuple(sorted(values)), attempt is not None), params) == 1
+
+
+def _set_all(
+    conn: Connection,
+    current: JobStatus,
+    keys: tuple[str, ...],
+    fenced: bool,
+    rows: list[tuple[str, JobStatus, int | None, dict[str, Any]]],
+    now: datetime,
+) -> set[str]:
+    """`_set` for many jobs in one PostgreSQL statement; the ids of the jobs that moved."""
+    statement, convert = _update_all(conn.dialect, keys, fenced)
+    records = []
+    for job_id, to, attempt, values in rows:
+        record = {"b_id": job_id, "b_attempt": attempt, "status": to.value, "updated_at": now}
+        for key, process in convert:
+            record[key] = values[key] if process is None else process(values[key])
+        records.append(record)
+    data = json.dumps(records, default=_json_value)
+    return {row[0] for row in conn.execute(statement, {"b_rows": data, "b_from": current.value})}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):  # naive means UTC, as the driver takes it
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    raise TypeError(f"a job's column cannot hold {type(value).__name__}")
+
+
+@functools.cache
+def _update_all(dialect: Dialect, keys: tuple[str, ...], fenced: bool) -> tuple[TextClause, list[tuple[str, Any]]]:
+    """The compare-and-set of `_update` for many jobs: their values arrive as one JSON array of
+    records. JSON columns travel as the text their bind processor makes (so a None is stored
+    as SQLAlchemy stores it), the others as JSON values in the column's own SQL type."""
+    columns = ("status", "updated_at", *keys)
+    fields, assign, convert = ["b_id VARCHAR", "b_attempt INTEGER"], [], []
+    for name in columns:
+        column_type = t.jobs.c[name].type
+        if isinstance(column_type, JSON):
+            fields.append(f"{name} TEXT")
+            assign.append(f"{name} = CAST(v.{name} AS JSON)")
+            convert.append((name, column_type.dialect_impl(dialect).bind_processor(dialect)))
+        else:
+            fields.append(f"{name} {column_type.compile(dialect=dialect)}")
+            assign.append(f"{name} = v.{name}")
+            if name in keys:
+                convert.append((name, None))
+    where = "jobs.id = v.b_id AND jobs.status = CAST(:b_from AS VARCHAR)"
+    if fenced:
+        where += " AND jobs.attempt = v.b_attempt"
+    sql = (
+        f"UPDATE {t.jobs.name} AS jobs SET {', '.join(assign)} "
+        f"FROM json_to_recordset(CAST(:b_rows AS JSON)) AS v({', '.join(fields)}) WHERE {where} RETURNING jobs.id"
+    )
+    return text(sql), convert
 
 
 def _refused(job_id: str, current: JobStatus, to: JobStatus, why: str = "") -> InvalidTransition:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select, text
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
@@ -22,7 +22,7 @@ from orchestrator.schemas.runbooks import AuditQuery
 from orchestrator.services import Services
 from orchestrator.states import PERMISSIONS, Action
 from orchestrator.views import artifact_view, records_page, runbook_view
-from web import sse
+from web import download, sse
 from web.auth import guard, hook_of, require, throttle
 from web.bodies import is_multipart, job_form, json_body
 
@@ -165,19 +165,9 @@ async def artifact(request: Request) -> Response:
         )
     if row is None:
         raise ArtifactNotFound(f"Job {job_id} has no artifact {artifact_id}.")
-    path = svc.store.path_of(row["path"])
-    if not path.is_file():
-        raise ArtifactNotFound(f"The file of artifact {artifact_id} is missing from the artifact store.")
     # only raster images show inline (the timeline's pictures); anything else, SVG included, is a download
     inline = row["mime_type"] in INLINE_TYPES and request.query_params.get("download") is None
-    return FileResponse(
-        path,
-        media_type=row["mime_type"],
-        filename=row["name"],
-        content_disposition_type="inline" if inline else "attachment",
-        # no-store: a file may hold what only signed-in people may see; no cache keeps it after sign-out
-        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"},
-    )
+    return await download.artifact_file(request, svc.store, row, inline)  # streamed from the store
 
 
 async def runbook_versions(request: Request) -> JSONResponse:

@@ -20,7 +20,7 @@ from orchestrator.config import Settings
 from orchestrator.events import Hub
 from orchestrator.services import Services
 from orchestrator.states import JobStatus, StepStatus, allowed_actions
-from web import api, auth, openapi, pages
+from web import api, auth, metrics, openapi, pages, workers
 from web.errors import HANDLERS
 from web.feed import Feed
 from web.security import BodyLimit, SecurityHeaders
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        svc = await Services.open(settings)
+        svc = await Services.open(settings, "orchestrator-web")
         hub = Hub(svc.redis, heartbeat_s=HEARTBEAT_S)
         feed = Feed(svc.engine, hub, events.GLOBAL_TYPES)
         app.state.svc, app.state.hub, app.state.feed = svc, hub, feed
@@ -63,6 +63,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *openapi.ROUTES,
         *api.ROUTES,
         *pages.ROUTES,
+        *workers.ROUTES,
+        *metrics.ROUTES,
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     demo = settings.runbooks_dir / "demo"

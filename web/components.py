@@ -28,6 +28,7 @@ from orchestrator.schemas.runbooks import (
 )
 from orchestrator.schemas.runbooks import Runbook as RunbookView
 from orchestrator.schemas.schedules import Schedule, ScheduleCreate, ScheduleList, ScheduleUpdate
+from orchestrator.schemas.workers import WorkerList
 
 REF = "#/components/schemas/{model}"
 CREATE_JOB = "/api/v1/runbooks/{name}/jobs"
@@ -49,6 +50,7 @@ RESPONSES: list[type[BaseModel]] = [
     AuditPage,
     Health,
     IngestFiles,
+    WorkerList,
 ]
 
 

@@ -325,6 +325,31 @@ PATHS: dict[str, Any] = {
             },
         ),
     },
+    "/api/v1/workers": {
+        "get": _op(
+            "The worker processes, live or lost (no heartbeat lately), with the jobs they run now (job:view)",
+            {"200": _json("WorkerList"), **_errors()},
+        )
+    },
+    "/metrics": {
+        "get": _op(
+            "Cluster-wide metrics in Prometheus' text format (a token of the metrics role, or admin)",
+            {
+                "200": {
+                    "description": "Prometheus text format 0.0.4",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                **_errors(),
+            },
+            description=(
+                "orchestrator_jobs_total{runbook,status}, orchestrator_job_duration_seconds{runbook}, "
+                "orchestrator_job_start_delay_seconds, orchestrator_steps_total{action,status}, "
+                "orchestrator_jobs{status}, orchestrator_workers, orchestrator_worker_slots{state}, "
+                "orchestrator_sse_connections (this web process) and process_* metrics. Open to anyone when "
+                "the server runs with ORCH_METRICS_PUBLIC=1."
+            ),
+        )
+    },
     "/healthz": {
         "get": _op(
             "200 when the database and Redis answer, else 503",

@@ -87,6 +87,11 @@ class Streams:
         self._open: Counter[str] = Counter()
         self._checks: dict[str, tuple[float, asyncio.Future[bool]]] = {}
 
+    @property
+    def open(self) -> int:
+        """The streams open in this web process now (orchestrator_sse_connections)."""
+        return sum(self._open.values())
+
     def claim(self, principal: Principal) -> Callable[[], None]:
         """A place for one more stream of `principal` (429 when it has all it may), and what gives it back."""
         key = principal.actor

@@ -4,16 +4,25 @@ Executors submit their writes without waiting; one loop commits whatever has pil
 transaction (in submission order), then wakes the event listeners. A batch that fails is retried
 write by write, so one fenced or broken write fails only its own submitter.
 
-On SQLite the transactions run in a writer process of their own: there they use the second core
-instead of taking turns with the event loop for the GIL (in a thread, the committer's Python work
-and the loop's added up: measured in bench/, 260 against 500 jobs/s of three steps). Writes travel
-to it as plain data: ops are module-level dataclasses, statements go by their `prepared` key.
+The transactions run in a writer process of their own: there they use the second core instead of
+taking turns with the event loop for the GIL (in a thread, the committer's Python work and the
+loop's added up: measured in bench/, 260 against 500 jobs/s of three steps). Writes travel to it as
+plain data: ops are module-level dataclasses, statements go by their `prepared` key. On PostgreSQL
+the writer runs asyncpg on an event loop of its own: there each statement is a round trip, which
+on the worker's busy loop waited a whole turn of it (a job's claim and end took 2 ms each), so a
+batch makes the moves of its runs together (worker/ops.py `plan`, transitions.make_all): a few
+round trips a batch, whatever its size.
+
+Reads (`read`) run on the worker's loop: on SQLite on a connection of its own, on PostgreSQL on
+autocommit connections of their own (one round trip a statement: no BEGIN, COMMIT or ping).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
 import importlib
 import itertools
 import logging
@@ -31,13 +40,14 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from sqlalchemy import Connection, Engine, Executable
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from orchestrator.db import driver
-from orchestrator.db.engine import create_sqlite_sync_engine, reading, writing
+from orchestrator.db.engine import create_engine, create_reader_engine, create_sqlite_sync_engine, writing
 from orchestrator.errors import InvalidTransition
 from orchestrator.events import Pending, append_sync, publish
-from orchestrator.transitions import stale_runs
+from orchestrator.transitions import Planned, make_all, stale_runs
 
 log = logging.getLogger(__name__)
 
@@ -98,18 +108,14 @@ class Write:
     statements: list[Statement] = field(default_factory=list)
     taken: bool = False  # the committer has taken it: nothing more may join it
 
-    def apply(self, conn: Connection) -> tuple[Any, list[Pending]]:
-        """Run the functions; return the last one's result and the write's events (its own and theirs)."""
-        result, events = None, list(self.events)
+    def run(self, conn: Connection, op: Op, events: list[Pending]) -> Any:
+        """One of its functions, whole; a refused move breaks the run's fence."""
         try:
-            for op in self.ops:
-                result = op(conn, events)
+            return op(conn, events)
         except InvalidTransition:
-            if self.fence is None:
-                raise
-            self.fence.broken = True
+            if self.fence is not None:
+                self.fence.broken = True
             raise
-        return result, events
 
     @property
     def skipped(self) -> bool:
@@ -126,14 +132,15 @@ class Write:
 class Committer:
     def __init__(self, engine: AsyncEngine, redis: Redis, max_batch: int = 200) -> None:
         self._engine = engine
-        self._url = ""
-        self._writer: _Writer | None = None
-        self._reader: Engine | None = None
+        self._url = str(engine.url.render_as_string(hide_password=False))
+        self._writer = _Writer(self._url)
+        self._reader: Engine | None = None  # SQLite
         self._reading: Connection | None = None  # the reader's one connection, kept open
+        self._readers: _Readers | None = None  # PostgreSQL
         if engine.dialect.name == "sqlite":
-            self._url = str(engine.url.render_as_string(hide_password=False))
             self._reader = create_sqlite_sync_engine(self._url)
-            self._writer = _Writer(self._url)
+        else:
+            self._readers = _Readers(self._url)
         self._redis = redis
         self._queue: asyncio.Queue[Write] = asyncio.Queue()
         self._max_batch = max_batch
@@ -149,27 +156,37 @@ class Committer:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._writer is not None:
-            await self._writer.close()
+        await self._writer.close()
         if self._reading is not None:
             self._reading.close()
         if self._reader is not None:
             self._reader.dispose()
+        if self._readers is not None:
+            await self._readers.close()
 
     async def read(self, fn: Callable[[Connection], Any], snapshot: bool = False) -> Any:
-        """A small read. On SQLite it runs right here on the loop: a primary-key lookup costs less
-        than the thread hops of aiosqlite, and in WAL mode readers never wait for the writer. There
-        each statement is its own SQLite transaction (no BEGIN and COMMIT around a lookup), so `fn`
-        must consume its results; with `snapshot`, its statements read one snapshot instead."""
-        if self._reader is not None and not snapshot:
-            if self._reading is None:  # orchestrator/db/engine.py: no BEGIN with autocommit_read
-                self._reading = self._reader.connect().execution_options(autocommit_read=True)
-            try:
-                return fn(self._reading)
-            finally:
-                self._reading.rollback()  # ends SQLAlchemy's transaction; SQLite's own ended with the statement
-        async with reading(self._engine) as conn:
-            return await conn.run_sync(fn)
+        """A small read. Each statement is its own transaction (no BEGIN and COMMIT around a
+        lookup), so `fn` must consume its results; with `snapshot`, its statements read one
+        snapshot instead. On SQLite it runs right here on the loop: a primary-key lookup costs less
+        than the thread hops of aiosqlite, and in WAL mode readers never wait for the writer."""
+        if snapshot:
+            async with self._engine.connect() as conn:
+                if self._readers is not None:  # PostgreSQL's default, READ COMMITTED, reads a snapshot a statement
+                    conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+                async with conn.begin():
+                    return await conn.run_sync(fn)
+        if self._reader is not None:
+            return self._read_sqlite(self._reader, fn)
+        assert self._readers is not None
+        return await self._readers.read(fn)
+
+    def _read_sqlite(self, reader: Engine, fn: Callable[[Connection], Any]) -> Any:
+        if self._reading is None:  # orchestrator/db/engine.py: no BEGIN with autocommit_read
+            self._reading = reader.connect().execution_options(autocommit_read=True)
+        try:
+            return fn(self._reading)
+        finally:
+            self._reading.rollback()  # ends SQLAlchemy's transaction; SQLite's own ended with the statement
 
     @property
     def behind(self) -> bool:
@@ -223,9 +240,6 @@ class Committer:
         raise AssertionError("unreachable")
 
     async def _run_batch(self, batch: list[Write]) -> list[Any]:
-        if self._writer is None:
-            async with writing(self._engine) as conn:
-                return await conn.run_sync(_apply_batch, batch)
         try:
             error, results, broken = await self._writer.call([write.wire() for write in batch])
         except WriterGone:  # killed: start another; the writes are retried one by one
@@ -248,20 +262,85 @@ class Committer:
             return False, exc
 
 
+class _Readers:
+    """Autocommit PostgreSQL connections kept open for reads, at most `size`, each for one read at a
+    time: a checkout from SQLAlchemy's pool cost as much CPU as the read itself (bench/)."""
+
+    def __init__(self, url: str, size: int = 4) -> None:
+        self._engine = create_reader_engine(url, size)
+        self._idle: list[AsyncConnection] = []
+        self._free = asyncio.Semaphore(size)
+
+    async def read(self, fn: Callable[[Connection], Any]) -> Any:
+        async with self._free:
+            for again in (False, True):
+                conn = self._idle.pop() if self._idle else await self._engine.connect()
+                try:
+                    result = await conn.run_sync(fn)
+                except BaseException as exc:
+                    # its state is unknown (a read cut off, a server restarted): never used again
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(conn.close())
+                    if again or not isinstance(exc, DBAPIError) or not exc.connection_invalidated:
+                        raise
+                    continue  # the server restarted since: read again, on a new connection
+                self._idle.append(conn)
+                return result
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                await conn.close()
+        await self._engine.dispose()
+
+
 def _apply_batch(conn: Connection, batch: list[Write]) -> list[Any]:
     """Functions first, in order; then each prepared statement once for all its parameter sets
     (a job's statements keep their order); then every event in one insert."""
     _fence_stale(conn, batch)
-    applied = {id(write): write.apply(conn) for write in batch if not write.skipped}
     live = [write for write in batch if not write.skipped]
+    results, events = _apply_ops(conn, live)
     groups: dict[int, tuple[Executable, list[dict[str, Any]]]] = {}
     for write in live:
         for statement, params in write.statements:
             groups.setdefault(id(statement), (statement, []))[1].append(params)
     for statement, param_sets in groups.values():
         driver.executemany(conn, statement, param_sets)
-    append_sync(conn, [event for write in live for event in applied[id(write)][1]])
-    return [applied[id(write)][0] if id(write) in applied else None for write in batch]
+    append_sync(conn, [event for each in events for event in each])
+    answers = {id(write): result for write, result in zip(live, results, strict=True)}
+    return [answers.get(id(write)) for write in batch]
+
+
+def _apply_ops(conn: Connection, writes: list[Write]) -> tuple[list[Any], list[list[Pending]]]:
+    """The writes' functions, each job's in order: the first of every job together, then the
+    second (a job's end follows its claim made in the same batch), and so on. The planned moves
+    of a round are made together (transitions.make_all); a function whose move did not happen so
+    runs whole. Returns each write's result (its last function's) and its events (its own first)."""
+    events = [list(write.events) for write in writes]
+    results: list[Any] = [None] * len(writes)
+    queues: dict[str, collections.deque[tuple[int, Op]]] = {}
+    for i, write in enumerate(writes):
+        for op in write.ops:
+            queues.setdefault(write.job_id, collections.deque()).append((i, op))
+    while queues:
+        heads = [queue.popleft() for queue in queues.values()]
+        queues = {job_id: queue for job_id, queue in queues.items() if queue}
+        plans = [(k, p) for k, (_, op) in enumerate(heads) if (p := _plan(op)) is not None]
+        moved = make_all(conn, [p for _, p in plans], [events[heads[k][0]] for k, _ in plans])
+        done = {k for (k, _), won in zip(plans, moved, strict=True) if won}
+        for k, (i, op) in enumerate(heads):
+            if k in done:
+                results[i] = op.won(events[i])  # type: ignore[attr-defined]
+            else:
+                results[i] = writes[i].run(conn, op, events[i])
+    return results, events
+
+
+def _plan(op: Op) -> Planned | None:
+    plan = getattr(op, "plan", None)
+    return plan() if plan is not None else None
 
 
 def _fence_stale(conn: Connection, batch: list[Write]) -> None:
@@ -282,12 +361,39 @@ def _apply_all(engine: Engine, batch: list[Write]) -> list[Any]:
             return _apply_batch(conn, batch)
 
 
+def _postgres_applier(url: str) -> Callable[[list[Write]], list[Any]]:
+    """How the writer process applies a batch on PostgreSQL: on an event loop of its own, run
+    between batches, with one connection (no ping: a batch that finds it dead is applied again,
+    once, on a new one)."""
+    loop: asyncio.AbstractEventLoop
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:
+        loop = asyncio.new_event_loop()
+    engine = create_engine(url, pool_size=1, max_overflow=0, pool_pre_ping=False)
+
+    async def apply(batch: list[Write]) -> list[Any]:
+        for again in (False, True):
+            try:
+                async with writing(engine) as conn:
+                    results: list[Any] = await conn.run_sync(_apply_batch, batch)
+                    return results
+            except DBAPIError as exc:
+                if again or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
+
+    return lambda batch: loop.run_until_complete(apply(batch))
+
+
 def _transient(exc: Exception) -> bool:
     text = str(exc).lower()
     return "database is locked" in text or "deadlock" in text or "could not serialize" in text
 
 
-# -- the writer process (SQLite) ------------------------------------------------------------------
+# -- the writer process ------------------------------------------------------------------
 
 
 class WriterGone(Exception):
@@ -295,7 +401,7 @@ class WriterGone(Exception):
 
 
 class _Writer:
-    """A process holding the SQLite write connection, and a socket to it. The event loop writes a
+    """A process holding the write connection, and a socket to it. The event loop writes a
     batch without blocking and reads the answer as a stream: no threads between them, so no
     waiting for the GIL on each hand-over (concurrent.futures' ProcessPoolExecutor passes every
     call through two threads of this process, which cost more than the writes did). The frames are
@@ -362,20 +468,26 @@ def _serve(conn: Any, url: str) -> None:
     # itself, once its last writes are in.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    engine = create_sqlite_sync_engine(url)
+    if url.startswith("sqlite"):
+        engine = create_sqlite_sync_engine(url)
+        apply: Callable[[list[Write]], list[Any]] = functools.partial(_apply_all, engine)
+    else:
+        apply = _postgres_applier(url)
     while True:
         try:
             wires = conn.recv()
         except (EOFError, OSError):
             return
-        error, results, broken = _apply_wires(engine, wires)
+        error, results, broken = _apply_wires(apply, wires)
         try:
             conn.send((error, results, broken))
         except Exception as exc:  # noqa: BLE001 - an error or a result that cannot be pickled
             conn.send((RuntimeError(f"{type(exc).__name__}: {exc}; the write was: {error!r}"), None, broken))
 
 
-def _apply_wires(engine: Engine, wires: list[tuple[Any, ...]]) -> tuple[Exception | None, list[Any] | None, list[int]]:
+def _apply_wires(
+    apply: Callable[[list[Write]], list[Any]], wires: list[tuple[Any, ...]]
+) -> tuple[Exception | None, list[Any] | None, list[int]]:
     """One batch in one transaction. Returns the error that rolled it back (or None), each write's
     result, and the keys of the fences broken meanwhile."""
     fences: dict[int, Fence] = {}
@@ -388,7 +500,7 @@ def _apply_wires(engine: Engine, wires: list[tuple[Any, ...]]) -> tuple[Exceptio
         pending = [Pending(*event) for event in events]
         batch.append(Write(job_id, ops, pending, fence=fence, statements=[(_statement(k), p) for k, p in statements]))
     try:
-        error, results = None, _apply_all(engine, batch)
+        error, results = None, apply(batch)
     except Exception as exc:  # noqa: BLE001 - handed back: the committer retries write by write
         error, results = exc, None
     return error, results, [key for key, fence in fences.items() if fence.broken]

@@ -52,10 +52,10 @@ class StepContext:
     def timeout_ms(self) -> float:
         return max(1.0, self.remaining * 1000)
 
-    def save(self, kind: str, name: str, content: bytes, mime_type: str | None = None) -> dict[str, Any]:
-        stored = self.store.save(self.job_id, kind, name, content, step_id=self.step_id, mime_type=mime_type)
-        self.artifacts.append(stored.row)
-        return stored.row
+    async def save(self, kind: str, name: str, content: bytes, mime_type: str | None = None) -> dict[str, Any]:
+        row = await self.store.save(self.job_id, kind, name, content, step_id=self.step_id, mime_type=mime_type)
+        self.artifacts.append(row)
+        return row
 
     def log(self, level: str, message: str) -> None:
         self.logs.append((level, message))

@@ -163,9 +163,9 @@ class Control:
         image = await self._snapshot()
         if image is None:
             return None
-        return self._deps.svc.store.save(
+        return await self._deps.svc.store.save(
             self._job_id, "screenshot", f"{ctx.step_id}-approval.png", image, step_id=ctx.step_id, mime_type="image/png"
-        ).row
+        )
 
     async def _request_approval(self, approval: dict[str, Any], shot: dict[str, Any] | None) -> None:
         writer = self._writer

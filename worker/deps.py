@@ -12,6 +12,7 @@ from orchestrator.urlpolicy import UrlPolicy
 from worker.actions import Registry
 from worker.browser import BrowserPool
 from worker.committer import Committer
+from worker.counts import Counts
 from worker.lease import Leased, Leases
 
 
@@ -47,6 +48,7 @@ class Deps:
     robot: str
     leases: Leases
     limits: Limits
+    counts: Counts  # what runs add to the cluster's metrics
     running: dict[str, Running] = field(default_factory=dict)
     versions: dict[int, Version] = field(default_factory=dict)
     slots: Slots = field(default_factory=NoSlots)

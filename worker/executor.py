@@ -15,14 +15,15 @@ from typing import Any
 
 from playwright.async_api import Error as PlaywrightError
 
-from orchestrator import templating
+from orchestrator import logs, templating
 from orchestrator.db.tables import utcnow
 from orchestrator.errors import ApprovalRefused, StepError
-from orchestrator.masking import forms
+from orchestrator.masking import forms, mask_text
 from orchestrator.reaper import hand_back
 from orchestrator.runbooks.schema import Runbook
 from orchestrator.runbooks.steps import StepBase
 from orchestrator.states import JobStatus, StepStatus
+from orchestrator.tracing import RunTrace
 from worker import triggers
 from worker.children import ChildRun
 from worker.context import StepContext
@@ -45,10 +46,12 @@ ACTION_GRACE_S = 1.0
 
 
 class Executor:
-    def __init__(self, deps: Deps, job_id: str, attempt: int) -> None:
+    def __init__(self, deps: Deps, job_id: str, attempt: int, link: str | None = None) -> None:
         self.deps = deps
         self.job_id = job_id
         self.attempt = attempt
+        self.link = link  # the traceparent of the job's enqueue, when it carried one (orchestrator/tracing.py)
+        self.trace: RunTrace | None = None  # this run's spans, when tracing is on
         self.writer = RunWriter(job_id, attempt, deps.committer)
         self.watcher = Watcher(deps, job_id, attempt, self.writer)
         self.session = Session(deps, job_id, attempt, self.watcher, self.writer)
@@ -82,10 +85,25 @@ class Executor:
     # -- the job ---------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        # Every line logged during the run names the job, attempt and worker, and masks its secrets.
+        bound = logs.bind(job_id=self.job_id, attempt=self.attempt, worker=self.deps.robot)
+        try:
+            await self._run()
+        finally:
+            if self.trace is not None:
+                self.trace.end()
+            logs.reset(bound)
+
+    async def _run(self) -> None:
         claimed = await self._claim()
         if claimed is None:
             return
         runbook, job, resume = claimed
+        if self.deps.svc.tracing is not None:
+            self.trace = self.deps.svc.tracing.run(self.job_id, self.attempt, job, self.link)
+        log.info(
+            "job %s of %s v%s: attempt %d started", self.job_id, job["runbook"], job["runbook_version"], self.attempt
+        )
         self.hold.lease_soon()
         self.deps.running[self.job_id] = self
         handed_back = False
@@ -121,6 +139,7 @@ class Executor:
         if status in (JobStatus.SCHEDULED, JobStatus.QUEUED):
             claim = self.writer.write(Claim(self.job_id, self.attempt, self.deps.robot, job["started_at"]))
             claim.add_done_callback(self._lost_claim)
+            self.deps.counts.started(job, claim)
         elif status is not JobStatus.RUNNING:
             return None  # waiting on a person: nothing to run
         self.session.checkpoint = self.session.unseal(job["checkpoint"])
@@ -141,6 +160,7 @@ class Executor:
         inputs = {**job["inputs"], **self.deps.svc.box.open(job["secret_inputs"])}
         secrets = forms(v for k, v in inputs.items() if k in runbook.inputs and runbook.inputs[k].secret)
         self.writer.secrets = secrets
+        logs.bind(secrets=secrets)  # undone with the run's own bind
         scope: dict[str, Any] = {
             "inputs": inputs,
             "captured": job["captured"],
@@ -180,6 +200,11 @@ class Executor:
     async def _finish(self, runbook: Runbook, scope: dict[str, Any], elapsed: float, secrets: frozenset[str]) -> None:
         end = self.tally.end(runbook, scope, elapsed, secrets, self.watcher.video_started_at)
         finished = self.writer.write(Finish(self.job_id, self.attempt, end.status, end.values, end.report))
+        status = JobStatus.CANCELLED.value if self.control.cancelled else end.status.value
+        log.info("job %s %s in %.3f s", self.job_id, status, elapsed)
+        if self.trace is not None:
+            self.trace.finished(status, mask_text(end.values["error_message"] or "", secrets))  # unmasked until written
+        self.deps.counts.finished(runbook.name, elapsed, finished)
         if runbook.triggers and not self.control.cancelled:
             await triggers.fire(self.deps.svc, self.writer, self.child.owner, runbook, scope, end, finished)
 
@@ -190,6 +215,9 @@ class Executor:
     ) -> StepOutcome:
         row = step_row(step, self.attempt)
         self.writer.begin(row)
+        bound = logs.bind(step_id=step.id)
+        if self.trace is not None:
+            self.trace.step(step.id, step.action)
         began = time.monotonic()
         self._current = None
         self.watcher.casting_step(step.id)
@@ -221,8 +249,13 @@ class Executor:
             error=outcome.error,
         )
         self.tally.count(outcome, ctx.retries, step.id, fatal=outcome.ends_job(step))
+        if failed:
+            log.warning("step %s failed after %d retries: %s", step.id, ctx.retries, outcome.error)
+        if self.trace is not None:
+            self.trace.step_ended(outcome.status.value, ctx.retries, ctx.mask_text(outcome.error or ""))
         checkpoint = await self.session.new_checkpoint(position) if outcome.status is StepStatus.SUCCESS else None
-        self.writer.record_step(row, ctx, checkpoint)
+        self.deps.counts.step(row, self.writer.record_step(row, ctx, checkpoint), self.writer.fence)
+        logs.reset(bound)
         return outcome
 
     async def _nested(

@@ -10,7 +10,7 @@ from typing import Any
 
 from arq.worker import func
 
-from orchestrator import queue
+from orchestrator import logs, queue
 from orchestrator.config import Settings
 from orchestrator.limits import Limits
 from orchestrator.services import Services
@@ -19,9 +19,11 @@ from worker.actions import default_registry
 from worker.arq_worker import OrchestratorWorker
 from worker.browser import BrowserPool
 from worker.committer import Committer
+from worker.counts import Counts
 from worker.deps import Deps
 from worker.executor import Executor
 from worker.lease import Leases
+from worker.presence import Presence
 from worker.watcher import sweep_frames
 
 log = logging.getLogger(__name__)
@@ -30,8 +32,9 @@ log = logging.getLogger(__name__)
 ARQ_JOB_TIMEOUT = 7 * 24 * 3600
 
 
-async def run_job(ctx: dict[str, Any], job_id: str, attempt: int) -> None:
-    await Executor(ctx["deps"], job_id, attempt).run()
+async def run_job(ctx: dict[str, Any], job_id: str, attempt: int, trace: str | None = None) -> None:
+    """Run one attempt of a job; `trace` is the traceparent of its enqueue, when it carried one."""
+    await Executor(ctx["deps"], job_id, attempt, trace).run()
 
 
 def robot_name() -> str:
@@ -47,7 +50,7 @@ def build_worker(
     poll_delay: float = 0.5,
 ) -> OrchestratorWorker:
     async def startup(ctx: dict[str, Any]) -> None:
-        services = svc or await Services.open(settings)
+        services = svc or await Services.open(settings, "orchestrator-worker")
         committer = Committer(services.engine, services.redis)
         policy = UrlPolicy.of(settings)
         await sweep_frames(services)  # video frames a dead worker left behind
@@ -61,14 +64,20 @@ def build_worker(
             robot=robot_name(),
             leases=Leases(services.redis),
             limits=Limits(services.engine, services.redis),
+            counts=Counts(services.redis),
         )
         deps.slots = worker
+        ctx["presence"] = Presence(services.redis, settings, deps.robot, worker, deps.running)
+        await ctx["presence"].start()  # in the worker registry (GET /api/v1/workers) until shutdown
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         deps: Deps | None = ctx.get("deps")
         if deps is None:
             return
+        if "presence" in ctx:
+            await ctx["presence"].stop()
         await deps.committer.stop()
+        await deps.counts.close()  # after the committer: the last ends it commits are counted
         await deps.browsers.close()
         if svc is None:
             await deps.svc.close()
@@ -102,6 +111,7 @@ def fast_loop() -> None:
 
 def run(settings: Settings) -> None:
     fast_loop()
+    logs.bind(worker=robot_name())  # every line of this process names it: its tasks and signal handlers inherit this
     worker = build_worker(settings)
     log.info("worker %s: %d jobs at once", robot_name(), worker.max_jobs)
     worker.run()

@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection, Dialect
 
 from orchestrator.db import tables as t
-from orchestrator.db.driver import DriverRead
+from orchestrator.db.driver import DRIVER_READS, DriverRead
 from orchestrator.runbooks.catalog import load_version
 from orchestrator.runbooks.schema import Runbook
 from orchestrator.states import JobStatus, StepStatus
@@ -26,9 +26,9 @@ def _job_reader(dialect: Dialect) -> DriverRead:
 
 
 def select_job(conn: Connection, job_id: str) -> Any:
-    """The job's row: through the driver on the worker's own SQLite connection (DriverRead),
-    through SQLAlchemy elsewhere."""
-    if conn.dialect.driver != "pysqlite":
+    """The job's row: through the driver on the worker's own SQLite connection and on asyncpg
+    (DriverRead), through SQLAlchemy elsewhere."""
+    if conn.dialect.driver not in DRIVER_READS:
         return conn.execute(SELECT_JOB, {"b_id": job_id}).mappings().first()
     return _job_reader(conn.dialect).first(conn, b_id=job_id)
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
-from orchestrator.errors import StepError
+from orchestrator.errors import ArtifactNotFound, StepError
 from orchestrator.runbooks.schema import Runbook
 from orchestrator.runbooks.steps import StepBase
 from worker.context import StepContext
@@ -67,7 +67,7 @@ class Session:
         except (PlaywrightError, AssertionError) as exc:
             ctx.log("warning", f"No screenshot after step {ctx.step_id}: {first_line(exc)}")
             return
-        ctx.save("screenshot", name, image, "image/png")
+        await ctx.save("screenshot", name, image, "image/png")
 
     async def snapshot(self) -> bytes | None:
         """The page as an image; None when there is no page or it cannot be taken."""
@@ -182,4 +182,7 @@ class Session:
             row = (await conn.execute(query)).mappings().first()
         if row is None:
             raise StepError(f"This job has no file with the id {artifact_id}.")
-        return dict(row), self.deps.svc.store.path_of(row["path"]).read_bytes()
+        try:
+            return dict(row), await self.deps.svc.store.read(row["path"])
+        except ArtifactNotFound as exc:
+            raise StepError(exc.message) from None

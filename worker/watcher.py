@@ -109,20 +109,16 @@ class Watcher:
                 ended = budget.end(now) if budget is not None else now
                 out = directory / "session.webm"
                 await asyncio.to_thread(encode, frames, started, ended, out)
-                store = self.deps.svc.store  # copied in chunks, in a thread: never the whole video in memory
-                stored = await asyncio.to_thread(
-                    store.save_file, self.job_id, "video", "session.webm", out, mime_type="video/webm"
-                )
-                events = [
-                    Pending(self.job_id, "artifact", {"job_id": self.job_id, "artifact": artifact_view(stored.row)})
-                ]
+                store = self.deps.svc.store  # copied in chunks: never the whole video in memory
+                row = await store.save_file(self.job_id, "video", "session.webm", out, mime_type="video/webm")
+                events = [Pending(self.job_id, "artifact", {"job_id": self.job_id, "artifact": artifact_view(row)})]
                 if budget is not None and (cap := budget.stopped_by(now)):
                     message = (
                         f"The session video stopped after {budget.frames} frames, at {ended - started:.1f} s: "
                         f"it reached its cap of {cap}."
                     )
                     events.append(self._writer.log("warning", message))
-                self._writer.write(statements=[(INSERT_ARTIFACT, stored.row)], events=events)
+                self._writer.write(statements=[(INSERT_ARTIFACT, row)], events=events)
         except Exception as exc:  # noqa: BLE001 - a job keeps its result even when its video fails
             log.error("job %s: the session video could not be made: %s", self.job_id, exc)
         finally:

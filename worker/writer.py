@@ -108,8 +108,11 @@ class RunWriter:
         values = {k: v for k, v in row.items() if k not in ("step_id", "name", "action")}
         return UPDATE_STEP, {"b_job": self.job_id, "b_step": row["step_id"], **values}
 
-    def record_step(self, row: dict[str, Any], ctx: StepContext, sealed_checkpoint: dict[str, Any] | None) -> None:
-        """A step ended: its row, files, screenshots and log lines, and the page's checkpoint when it moved."""
+    def record_step(
+        self, row: dict[str, Any], ctx: StepContext, sealed_checkpoint: dict[str, Any] | None
+    ) -> asyncio.Future[Any]:
+        """A step ended: its row, files, screenshots and log lines, and the page's checkpoint when it moved.
+        Returns the write, done once they are committed."""
         job_id = self.job_id
         shots = [a for a in ctx.artifacts if a["kind"] == "screenshot"]
         shot_url = artifact_url(job_id, shots[-1]["id"]) if shots else None
@@ -134,6 +137,7 @@ class RunWriter:
         written = self.write(statements=statements, events=events)
         if ctx.touched_browser:
             self.unsynced(written)
+        return written
 
     def unsynced(self, written: asyncio.Future[Any]) -> None:
         """The next browser step begins only once this write is committed."""

@@ -1,4 +1,5 @@
-"""Engine and transactions. Writes on SQLite take the write lock up front (BEGIN IMMEDIATE)."""
+"""Engine and transactions. Writes on SQLite take the write lock up front (BEGIN IMMEDIATE).
+On PostgreSQL a worker's small reads have an engine of their own (`create_reader_engine`)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,17 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    return create_async_engine(url, pool_pre_ping=True, **kwargs)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_async_engine(url, **kwargs)
+
+
+def create_reader_engine(url: str, size: int) -> AsyncEngine:
+    """At most `size` PostgreSQL connections for a worker's small reads (worker/committer.py
+    `Committer.read`): autocommit, so a lookup is one round trip. SQLAlchemy's transaction is a
+    BEGIN and a COMMIT more, and its pre-ping three (asyncpg's ping runs in a transaction of its
+    own); without it, a read that finds its connection dead after a server restart is read again
+    by the caller."""
+    return create_async_engine(url, isolation_level="AUTOCOMMIT", pool_size=size, max_overflow=0)
 
 
 def create_sqlite_sync_engine(url: str) -> Engine:

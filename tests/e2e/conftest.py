@@ -80,7 +80,8 @@ def alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] != "Z"
 
 
-def start_dev(tmp: Path, extra_env: dict[str, str] | None = None) -> DevApp:
+def start_dev(tmp: Path, extra_env: dict[str, str] | None = None, errors: Path | None = None) -> DevApp:
+    """`orchestrator dev` in `tmp`, its output in dev.log (standard error too, unless `errors` names a file)."""
     port = free_port()
     data_dir = tmp / "var"
     env = env_without_orch()
@@ -91,11 +92,13 @@ def start_dev(tmp: Path, extra_env: dict[str, str] | None = None) -> DevApp:
         ORCH_RUNBOOKS_DIR=str(RUNBOOKS),
         ORCH_BROWSER_PATH=CHROMIUM or "",
         ORCH_WORKER_CONCURRENCY="2",
-        **(extra_env or {}),
     )
+    env.update(extra_env or {})  # may replace the defaults above (another runbooks folder, say)
     log = tmp / "dev.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([ORCHESTRATOR, "dev"], cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT)
+    with log.open("wb") as out, (errors or log).open("ab") as err:
+        process = subprocess.Popen(
+            [ORCHESTRATOR, "dev"], cwd=tmp, env=env, stdout=out, stderr=err if errors else subprocess.STDOUT
+        )
     app = DevApp(process, f"http://127.0.0.1:{port}", env, data_dir, log)
     deadline = time.monotonic() + 60
     while True:

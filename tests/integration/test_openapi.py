@@ -38,7 +38,7 @@ async def test_the_document_validates_and_covers_every_api_route(env: Env) -> No
     }
     served = set()
     for route in create_app(env.settings).routes:
-        if isinstance(route, Route) and (route.path.startswith("/api/v1") or route.path == "/healthz"):
+        if isinstance(route, Route) and (route.path.startswith("/api/v1") or route.path in ("/healthz", "/metrics")):
             for method in route.methods or ():
                 if method != "HEAD":
                     served.add((route.path, method))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 from collections.abc import Iterator
@@ -15,13 +16,14 @@ HOOK = "orch_hook_" + "Zz9_-yY8" * 5 + "abc"
 SESSION = "pQ3x" * 10 + "AbC.ZKx1aa.sig-Nature_0"
 
 
-@pytest.fixture
-def logged() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+@contextlib.contextmanager
+def writing(name: str, formatter: logging.Formatter) -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    """A logger whose lines go, redacted and in `formatter`'s format, to a string."""
     out = io.StringIO()
     handler = logging.StreamHandler(out)
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(formatter)
     handler.addFilter(Redact())
-    logger = logging.getLogger("tests.unit.logs")
+    logger = logging.getLogger(name)
     logger.addHandler(handler)
     logger.propagate = False
     logger.setLevel(logging.INFO)
@@ -29,6 +31,12 @@ def logged() -> Iterator[tuple[logging.Logger, io.StringIO]]:
         yield logger, out
     finally:
         logger.removeHandler(handler)
+
+
+@pytest.fixture
+def logged() -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    with writing("tests.unit.logs", logging.Formatter(FORMAT)) as found:
+        yield found
 
 
 def test_an_access_log_line_keeps_its_shape_without_the_token(logged: tuple[logging.Logger, io.StringIO]) -> None:

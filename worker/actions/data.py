@@ -27,7 +27,7 @@ async def export(ctx: StepContext, step: Export) -> dict[str, Any] | None:
         content = _csv(data).encode()
         mime = "text/csv"
     name = step.filename if step.filename.endswith(f".{step.format}") else f"{step.filename}.{step.format}"
-    row = ctx.save("export", name, content, mime)
+    row = await ctx.save("export", name, content, mime)
     return {"export": row["name"], "rows": len(step.data) if isinstance(step.data, list) else 1}
 
 

@@ -99,7 +99,7 @@ async def screenshot(ctx: StepContext, step: Screenshot) -> dict[str, Any] | Non
     page = await ctx.page()
     image = await page.screenshot(full_page=step.full_page, mask=ctx.masks, timeout=ctx.timeout_ms)
     name = step.name or step.id
-    row = ctx.save("screenshot", f"{name}.png", image, "image/png")
+    row = await ctx.save("screenshot", f"{name}.png", image, "image/png")
     return {"screenshot": row["name"]}
 
 
@@ -115,15 +115,14 @@ async def download(ctx: StepContext, step: Download) -> dict[str, Any] | None:
     name = step.save_as if step.save_as and "." in step.save_as else suggested
     try:
         path = await _finished(item, ctx.store, name)
-        # copied to the store a chunk at a time, in a thread: never the whole file in memory
-        stored = await asyncio.to_thread(ctx.store.save_file, ctx.job_id, "download", name, path, ctx.step_id)
+        # copied to the store a chunk at a time: never the whole file in memory
+        row = await ctx.store.save_file(ctx.job_id, "download", name, path, ctx.step_id)
     except ArtifactTooLarge as exc:
         raise StepError(f"The download {exc.message}") from None
     finally:
         with contextlib.suppress(PlaywrightError):
             await item.delete()  # the browser's copy: the store has its own now
-    ctx.artifacts.append(stored.row)
-    row = stored.row
+    ctx.artifacts.append(row)
     ref = {"artifact_id": row["id"], "name": row["name"], "size": row["size"], "url": None}
     if step.save_as:
         ctx.captured[step.save_as] = ref

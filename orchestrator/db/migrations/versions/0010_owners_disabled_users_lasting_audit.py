@@ -51,8 +51,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # the foreign key comes back under the name upgrade() drops: PostgreSQL's own, or NAMING's
+    name = 'audit_job_id_fkey' if op.get_bind().dialect.name == 'postgresql' else 'fk_audit_job_id_jobs'
     with op.batch_alter_table('audit', schema=None) as batch_op:
-        batch_op.create_foreign_key('fk_audit_job_id_jobs', 'jobs', ['job_id'], ['id'])
+        batch_op.create_foreign_key(name, 'jobs', ['job_id'], ['id'])
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_column('disabled_at')
     for table in ('schedules', 'hooks', 'api_tokens'):
