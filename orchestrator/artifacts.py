@@ -227,12 +227,10 @@ class LocalStore(ArtifactStore):
             await asyncio.to_thread(shutil.rmtree, folder)
 
     async def check(self) -> None:
-        try:
-            await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ArtifactStoreUnavailable(
-                f"ORCH_ARTIFACTS_URL: the artifact folder {self.root} cannot be made: {exc.strerror}."
-            ) from None
+        # Nothing is made here: the folder is made by the first process that writes a file, as its own
+        # user (a web started as root must not leave a folder an unprivileged worker cannot write).
+        if self.root.exists() and not self.root.is_dir():
+            raise ArtifactStoreUnavailable(f"ORCH_ARTIFACTS_URL: {self.root} is not a folder.")
 
     def _target(self, place: Place) -> Path:
         path = self.root / place.key

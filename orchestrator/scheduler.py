@@ -53,7 +53,9 @@ async def fire(svc: Services, row: Any, now: datetime) -> int:
             actor=f"schedule:{row.id}",
             owner=row.owner,
             idempotency_key=f"schedule:{row.id}:{when.isoformat()}",
-            run_at=when,  # the job's scheduled_at is its fire time (past or now: it is queued at once)
+            # scheduled_at is the fire time; a fire time is due when it fires, so it is never deferred
+            # (a tick given a later `now` than the clock, as in tests, queues at once too)
+            run_at=min(when, utcnow()),
             internal=True,
             data={"schedule_id": row.id, "fire_time": when.isoformat()},
         )

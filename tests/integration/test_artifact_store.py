@@ -440,7 +440,7 @@ async def test_a_link_out_of_the_artifact_folder_is_refused(settings: Settings, 
     outside = tmp_path / "outside.txt"
     outside.write_bytes(b"secret")
     store = LocalStore(settings.data_dir / "artifacts")
-    await store.check()
+    store.root.mkdir(parents=True, exist_ok=True)
     (store.root / "job").mkdir()
     (store.root / "job" / "link.txt").symlink_to(outside)
     with pytest.raises(ArtifactPathRefused):
