@@ -67,16 +67,18 @@ def redis_binary() -> str:
     )
 
 
-def redis_command(port: int, folder: Path, persistent: bool) -> list[str]:
-    """redis-server on 127.0.0.1:port with its files in `folder` (snapshots and an append-only log when
-    persistent, nothing on disk otherwise)."""
+def redis_command(port: int, folder: Path, persistent: bool, address: str = "127.0.0.1") -> list[str]:
+    """redis-server on address:port with its files in `folder` (snapshots and an append-only log when
+    persistent, nothing on disk otherwise). On an address other than loopback its clients are other
+    hosts, which Redis's protected mode would refuse: the caller's network is what protects it."""
     keep = ["--save", "60 1", "--appendonly", "yes", "--logfile", str(folder / "redis.log")]
     return [
         redis_binary(),
         "--port",
         str(port),
         "--bind",
-        "127.0.0.1",
+        address,
+        *([] if address == "127.0.0.1" else ["--protected-mode", "no"]),
         "--dir",
         str(folder),
         *(keep if persistent else ["--save", "", "--appendonly", "no"]),

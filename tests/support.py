@@ -36,13 +36,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, process: subprocess.Popen[bytes] | None = None, seconds: float = 15) -> None:
+def wait_for_port(
+    port: int, process: subprocess.Popen[bytes] | None = None, seconds: float = 15, address: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"process exited with {process.returncode} before port {port} opened")
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
+            if sock.connect_ex((address, port)) == 0:
                 return
         time.sleep(0.02)
     raise RuntimeError(f"nothing listens on port {port} after {seconds} s")
@@ -59,18 +61,18 @@ def stop_process(process: subprocess.Popen[bytes], seconds: float = 10) -> None:
 
 
 @contextlib.contextmanager
-def redis_server(directory: Path) -> Iterator[str]:
-    """A real redis-server on a free port, without persistence; yields its URL."""
+def redis_server(directory: Path, address: str = "127.0.0.1") -> Iterator[str]:
+    """A real redis-server on a free port of `address`, without persistence; yields its URL."""
     port = free_port()
     directory.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        redis_command(port, directory, persistent=False),
+        redis_command(port, directory, persistent=False, address=address),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for_port(port, process)
-        yield f"redis://127.0.0.1:{port}/0"
+        wait_for_port(port, process, address=address)
+        yield f"redis://{address}:{port}/0"
     finally:
         stop_process(process)
 
@@ -142,14 +144,14 @@ class SiteHandler(SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def target_site() -> Iterator[str]:
-    """The local target site (tests/site) on a free port; yields its base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(SiteHandler, directory=str(SITE_DIR)))
+def target_site(address: str = "127.0.0.1") -> Iterator[str]:
+    """The local target site (tests/site) on a free port of `address`; yields its base URL."""
+    server = ThreadingHTTPServer((address, 0), partial(SiteHandler, directory=str(SITE_DIR)))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="target-site", daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://{address}:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

@@ -13,21 +13,17 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
-from functools import partial
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from orchestrator.dev import redis_binary, scratch_postgres
+from orchestrator.dev import scratch_postgres
 from tests.s3server import CREDENTIALS, bucket_keys, make_bucket, moto_server
-from tests.support import CHROMIUM, SITE_DIR, SiteHandler, env_without_orch, free_port, sse, stop_process
+from tests.support import CHROMIUM, SITE_DIR, env_without_orch, free_port, redis_server, sse, target_site
 
 ORCHESTRATOR = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "orchestrator")
 
@@ -117,53 +113,6 @@ def forward(listen: str, target: tuple[str, int]) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def site_on(address: str) -> Iterator[str]:
-    server = ThreadingHTTPServer((address, 0), partial(SiteHandler, directory=str(SITE_DIR)))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://{address}:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@contextlib.contextmanager
-def redis_on(address: str, folder: Path) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            redis_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            address,
-            "--dir",
-            str(folder),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",  # its clients come from the other host, not from loopback
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection((address, port), 1):
-                break
-            assert process.poll() is None and time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-        yield f"redis://{address}:{port}/0"
-    finally:
-        stop_process(process)
-
-
-@contextlib.contextmanager
 def process(command: list[str], env: dict[str, str], log: Path, cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
         child = subprocess.Popen(
@@ -216,8 +165,8 @@ async def test_a_worker_on_another_host_runs_a_browser_job_the_web_serves_whole(
     with contextlib.ExitStack() as stack:
         namespace, near, _far = stack.enter_context(second_host())
         endpoint = stack.enter_context(moto_server(near))
-        redis_url = stack.enter_context(redis_on(near, tmp_path))
-        site = stack.enter_context(site_on(near))
+        redis_url = stack.enter_context(redis_server(tmp_path / "redis", near))
+        site = stack.enter_context(target_site(near))
         pg_port = stack.enter_context(forward(near, ("127.0.0.1", 5432)))
         make_bucket(endpoint, "artifacts")
         async with scratch_postgres() as local_url:
