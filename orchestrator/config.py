@@ -7,7 +7,7 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from orchestrator.urlpolicy import HostList
 
@@ -210,11 +210,9 @@ def artifacts_location(url: str) -> Path | S3Location | None:
         return None
     if "://" not in url:
         return Path(url).resolve()
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - read for its check: a bad port is an error
-    except ValueError:
-        raise ValueError("ORCH_ARTIFACTS_URL must be a folder or s3://bucket/prefix; it is not a URL.") from None
+    parts = _split(url)
+    if parts is None:
+        raise ValueError("ORCH_ARTIFACTS_URL must be a folder or s3://bucket/prefix; it is not a URL.")
     if parts.scheme == "file" and parts.netloc in ("", "localhost") and parts.path:
         return Path(parts.path).resolve()
     if parts.scheme != "s3":
@@ -238,18 +236,38 @@ def _artifacts_url() -> str:
     return str(where) if isinstance(where, Path) else url
 
 
-def _s3_endpoint() -> str:
-    url = _env("ORCH_S3_ENDPOINT", "").rstrip("/")
+def _split(url: str) -> SplitResult | None:
+    """`url`'s parts; None when it is not a URL (a bad port included)."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - read for its check: a bad port is an error
     except ValueError:
-        parts = urlsplit("")
-    extra = parts.username or parts.password or parts.query or parts.fragment
-    good = parts.scheme in ("http", "https") and bool(parts.hostname) and not extra
-    if url and not good:
-        raise ValueError("ORCH_S3_ENDPOINT must be the store's http:// or https:// address, such as http://HOST:9000.")
+        return None
+    return parts
+
+
+def _http_address(variable: str, whose: str, example: str, alone: str) -> str:
+    """A server's http:// or https:// address, alone (no credentials, query or fragment), from `variable`;
+    "" when unset. The error names the variable, never the value: it may hold a password."""
+    url = _env(variable, "").rstrip("/")
+    if not url:
+        return ""
+    parts = _split(url)
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{variable} must be {whose} http:// or https:// address, such as {example}.")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError(f"{variable} must be {alone}.")
     return url
+
+
+def _s3_endpoint() -> str:
+    """ORCH_S3_ENDPOINT: an S3-compatible store's address (AWS's own when unset)."""
+    return _http_address(
+        "ORCH_S3_ENDPOINT",
+        "the store's",
+        "http://HOST:9000",
+        "the store's address alone: put credentials in the AWS_* variables",
+    )
 
 
 def log_format() -> str:
@@ -264,24 +282,12 @@ def log_format() -> str:
 def _otel_endpoint() -> str:
     """ORCH_OTEL_ENDPOINT: an OTLP/HTTP collector's http:// or https:// address (spans go to its /v1/traces),
     without credentials (the exporter reads headers from OTEL_EXPORTER_OTLP_HEADERS)."""
-    url = _env("ORCH_OTEL_ENDPOINT", "").rstrip("/")
-    if not url:
-        return ""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - read for its check: a bad port is an error
-    except ValueError:
-        parts = urlsplit("")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(
-            "ORCH_OTEL_ENDPOINT must be an OTLP/HTTP collector's http:// or https:// address, such as "
-            "http://127.0.0.1:4318."  # not the value itself: it may hold a password
-        )
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ValueError(
-            "ORCH_OTEL_ENDPOINT must be the collector's address alone: put credentials in OTEL_EXPORTER_OTLP_HEADERS."
-        )
-    return url
+    return _http_address(
+        "ORCH_OTEL_ENDPOINT",
+        "an OTLP/HTTP collector's",
+        "http://127.0.0.1:4318",
+        "the collector's address alone: put credentials in OTEL_EXPORTER_OTLP_HEADERS",
+    )
 
 
 def _flag(name: str) -> bool:

@@ -131,10 +131,6 @@ class Histogram:
     buckets: list[tuple[str, int]]
     sum: float
 
-    @property
-    def count(self) -> int:
-        return self.buckets[-1][1]
-
 
 @dataclass
 class Figures:

@@ -52,9 +52,9 @@ class S3ArtifactStore(ArtifactStore):
         super().__init__(settings.max_artifact_bytes)
         self.where = where
         self.endpoint = settings.s3_endpoint
+        self._settings = settings
         try:
             self._store = _s3(where, settings)
-            self._probe = _s3(where, settings, PROBE_RETRIES)
         except BaseError as exc:
             raise ArtifactStoreUnavailable(
                 f"ORCH_ARTIFACTS_URL={where}: the S3 store cannot be set up (ORCH_S3_ENDPOINT, AWS_*): {_reason(exc)}"
@@ -66,8 +66,8 @@ class S3ArtifactStore(ArtifactStore):
     async def check(self) -> None:
         """One listing of (at most) one key under the prefix: the bucket is there and these credentials may
         list it (deleting a run's files lists them)."""
-        try:
-            async for _ in obstore.list(self._probe, chunk_size=1):
+        try:  # on a client of its own that gives up soon, made for this one check
+            async for _ in obstore.list(_s3(self.where, self._settings, PROBE_RETRIES), chunk_size=1):
                 break
         except BaseError as exc:
             at = f" at {self.endpoint}" if self.endpoint else ""

@@ -10,7 +10,6 @@ moto takes any credentials; CREDENTIALS are the ones the helpers use and a test 
 from __future__ import annotations
 
 import contextlib
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from typing import Any
 import boto3
 import httpx
 
+from tests.support import free_port
+
 #: Made-up credentials (moto checks none); a test passes them as the AWS_* variables.
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing-key-id",
@@ -28,17 +29,11 @@ CREDENTIALS = {
 }
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def moto_server(host: str = "127.0.0.1", seconds: float = 30) -> Iterator[str]:
     """moto's S3 server bound to `host` on a free port, until the block ends; yields its endpoint URL.
     The server is its own process (its own session, so stopping it stops nothing else)."""
-    port = _free_port(host)
+    port = free_port(host)
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
         stdout=subprocess.DEVNULL,

@@ -46,8 +46,7 @@ class Claim(JobOp):
         return Planned(CLAIM, self.job_id, JobStatus.RUNNING, self.attempt, values)
 
     def __call__(self, conn: Connection, events: list[Pending]) -> None:
-        values = {"started_at": self.started_at or utcnow(), "robot": self.robot}
-        make_sync(conn, CLAIM, self.job_id, attempt=self.attempt, values=values, events=events)
+        make_sync(conn, CLAIM, self.job_id, attempt=self.attempt, values=self.plan().values, events=events)
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ class RequestApproval(JobOp):
         events.append(Pending(self.job_id, "approval", {"job_id": self.job_id, **self.approval}))
 
     def __call__(self, conn: Connection, events: list[Pending]) -> None:
-        make_sync(conn, ASK, self.job_id, attempt=self.attempt, values={"approval": self.approval}, events=events)
+        make_sync(conn, ASK, self.job_id, attempt=self.attempt, values=self.plan().values, events=events)
         self.won(events)
 
 

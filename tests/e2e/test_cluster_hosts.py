@@ -17,11 +17,11 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from orchestrator.dev import scratch_postgres
+from tests.e2e.cluster import job_in
 from tests.s3server import CREDENTIALS, bucket_keys, make_bucket, moto_server
 from tests.support import CHROMIUM, SITE_DIR, env_without_orch, free_port, redis_server, sse, target_site
 
@@ -130,15 +130,6 @@ def process(command: list[str], env: dict[str, str], log: Path, cwd: Path) -> It
                 child.wait()
 
 
-async def until_status(api: httpx.AsyncClient, job_id: str, *statuses: str, seconds: float = 120) -> dict[str, Any]:
-    async with asyncio.timeout(seconds):
-        while True:
-            job = (await api.get(f"/api/v1/jobs/{job_id}")).json()
-            if job["status"] in statuses:
-                return job
-            await asyncio.sleep(0.2)
-
-
 async def live_frames(url: str, token: str, job_id: str, want: int) -> list[bytes]:
     """Follow the job's stream as a watcher does; fetch the JPEG of each live `screenshot` event."""
     frames: list[bytes] = []
@@ -243,12 +234,12 @@ async def run_the_job(url: str, token: str, tmp: Path, endpoint: str, web_host: 
         frames = await live_frames(url, token, job_id, want=2)
         assert len(frames) >= 2, logs()
         assert all(frame[:3] == b"\xff\xd8\xff" for frame in frames)  # JPEG
-        job = await until_status(api, job_id, "waiting_for_approval", "failed")
+        job = await job_in(api, job_id, "waiting_for_approval", "failed", seconds=120)
         assert job["status"] == "waiting_for_approval", (job, logs())
         assert job["robot"] and job["robot"].split(":")[0], job["robot"]
         approved = await api.post(f"/api/v1/jobs/{job_id}/approve", json={"comment": "from the web host"})
         assert approved.status_code == 200, approved.text
-        job = await until_status(api, job_id, "completed", "failed")
+        job = await job_in(api, job_id, "completed", "failed", seconds=120)
         assert job["status"] == "completed", (job, logs())
 
         kinds = sorted({a["kind"] for a in job["artifacts"]})
