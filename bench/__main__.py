@@ -22,7 +22,7 @@ from arq import Worker
 from arq.connections import create_pool
 from sqlalchemy import select
 
-from bench import control, joblist, watching
+from bench import control, joblist, metrics, watching
 from bench.harness import (
     cpu_seconds,
     flush_redis,
@@ -383,6 +383,7 @@ async def main(sections: list[str]) -> None:
     rows += steering
     with redis_server() as redis_url:
         rows += await joblist.run(redis_url)
+        rows += await metrics.run(redis_url)
     with redis_server() as redis_url:
         rows += await watching.run(redis_url)
     text = table(rows)
