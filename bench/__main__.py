@@ -1,7 +1,8 @@
 """`make bench`: throughput, start latency and browser overhead, each beside its baseline.
 
 Writes bench/results.md (a table) and prints it. `python -m bench throughput` runs only the
-throughput rows (SQLite, PostgreSQL with one worker and with two) and prints them.
+throughput rows (SQLite, PostgreSQL with one worker and with two) and prints them; `python -m bench
+cluster` only the cluster row (bench/cluster.py).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from arq import Worker
 from arq.connections import create_pool
 from sqlalchemy import select
 
-from bench import control, joblist, metrics, watching
+from bench import cluster, control, joblist, metrics, watching
 from bench.harness import (
+    THREE_STEPS,
     cpu_seconds,
     flush_redis,
     machine_busy,
@@ -43,15 +45,6 @@ from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
 
 HERE = Path(__file__).parent
-THREE_STEPS = """name: three
-steps:
-  - action: set
-    values: {a: 1}
-  - action: set
-    values: {b: "{{ captured.a + 1 }}"}
-  - action: sleep
-    seconds: 0
-"""
 JOBS = int(os.environ.get("BENCH_JOBS", "2000"))
 THROUGHPUT_RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 #: Each worker's concurrency in the throughput rows.
@@ -332,12 +325,12 @@ def table(rows: list[tuple[str, str, str, str]]) -> str:
 
 
 async def main(sections: list[str]) -> None:
-    if sections == ["throughput"]:
+    if sections in (["throughput"], ["cluster"]):
         with redis_server() as redis_url:
-            print(table(await throughput(redis_url)))
+            print(table(await (throughput if sections == ["throughput"] else cluster.run)(redis_url)))
         return
     if sections:
-        raise SystemExit(f"usage: python -m bench [throughput] (got {' '.join(sections)})")
+        raise SystemExit(f"usage: python -m bench [throughput | cluster] (got {' '.join(sections)})")
     rows: list[tuple[str, str, str, str]] = []
     with redis_server() as redis_url:
         rows += await throughput(redis_url)
@@ -386,6 +379,8 @@ async def main(sections: list[str]) -> None:
         rows += await metrics.run(redis_url)
     with redis_server() as redis_url:
         rows += await watching.run(redis_url)
+    with redis_server() as redis_url:
+        rows += await cluster.run(redis_url)
     text = table(rows)
     (HERE / "results.md").write_text(text)
     print(text)

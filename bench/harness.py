@@ -20,6 +20,17 @@ from orchestrator.db.migrate import upgrade
 from orchestrator.dev import free_port, redis_binary, scratch_postgres
 from orchestrator.services import Services
 
+#: The throughput rows' job: three light steps, no browser.
+THREE_STEPS = """name: three
+steps:
+  - action: set
+    values: {a: 1}
+  - action: set
+    values: {b: "{{ captured.a + 1 }}"}
+  - action: sleep
+    seconds: 0
+"""
+
 
 @contextlib.contextmanager
 def redis_server() -> Iterator[str]:
