@@ -2,7 +2,7 @@
 
 Writes bench/results.md (a table) and prints it. `python -m bench throughput` runs only the
 throughput rows (SQLite, PostgreSQL with one worker and with two) and prints them; `python -m bench
-cluster` only the cluster row (bench/cluster.py).
+cluster` only the cluster row (bench/cluster.py), `python -m bench notify` only the approval-mail row.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from arq import Worker
 from arq.connections import create_pool
 from sqlalchemy import select
 
-from bench import cluster, control, joblist, metrics, watching
+from bench import cluster, control, joblist, metrics, notify, watching
 from bench.harness import (
     THREE_STEPS,
     cpu_seconds,
@@ -325,12 +325,13 @@ def table(rows: list[tuple[str, str, str, str]]) -> str:
 
 
 async def main(sections: list[str]) -> None:
-    if sections in (["throughput"], ["cluster"]):
+    alone = {"throughput": throughput, "cluster": cluster.run, "notify": notify.run}
+    if len(sections) == 1 and sections[0] in alone:
         with redis_server() as redis_url:
-            print(table(await (throughput if sections == ["throughput"] else cluster.run)(redis_url)))
+            print(table(await alone[sections[0]](redis_url)))
         return
     if sections:
-        raise SystemExit(f"usage: python -m bench [throughput | cluster] (got {' '.join(sections)})")
+        raise SystemExit(f"usage: python -m bench [{' | '.join(alone)}] (got {' '.join(sections)})")
     rows: list[tuple[str, str, str, str]] = []
     with redis_server() as redis_url:
         rows += await throughput(redis_url)
@@ -377,6 +378,7 @@ async def main(sections: list[str]) -> None:
     with redis_server() as redis_url:
         rows += await joblist.run(redis_url)
         rows += await metrics.run(redis_url)
+        rows += await notify.run(redis_url)
     with redis_server() as redis_url:
         rows += await watching.run(redis_url)
     with redis_server() as redis_url:

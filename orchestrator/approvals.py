@@ -93,7 +93,6 @@ _WAITING = (
 
 async def _decide(engine: AsyncEngine, job_id: str, approval: dict[str, Any]) -> bool:
     decision = timeout_decision(float(approval["timeout_s"]), str(approval.get("on_timeout") or "reject"))
-    target, values = timed_out(approval, decision, ends=True)
     events: list[Pending] = []
     async with writing(engine) as conn:
         # locked (PostgreSQL; SQLite's writer holds the whole database) until the move commits
@@ -102,6 +101,7 @@ async def _decide(engine: AsyncEngine, job_id: str, approval: dict[str, Any]) ->
         ).scalar() or {}
         if now.get("requested_at") != approval.get("requested_at") or now.get("decision"):
             return False  # decided meanwhile, and perhaps asking again: that request has its own deadline
+        target, values = timed_out(now, decision, ends=True)  # with the votes given meanwhile
         if await make(conn, TIME_OUT, job_id, target, values=values, events=events) is None:
             return False  # decided (or cancelled) meanwhile
         if target is JobStatus.FAILED:  # the asking worker may be gone: end the step and the job here

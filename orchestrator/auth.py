@@ -32,11 +32,13 @@ VIEW, RUN, CONTROL, APPROVE, EDIT = "job:view", "job:run", "job:control", "job:a
 USERS, TOKENS = "users", "tokens"
 #: GET /metrics and nothing else: the `metrics` role's only permission, for a scraper's token.
 METRICS = "metrics"
+#: Notification channels (orchestrator/channels.py): where messages go, so admins only.
+CHANNELS = "channels"
 ROLES: dict[str, frozenset[str]] = {
     "viewer": frozenset({VIEW}),
     "operator": frozenset({VIEW, RUN, CONTROL}),
     "approver": frozenset({VIEW, APPROVE}),
-    "admin": frozenset({VIEW, RUN, CONTROL, APPROVE, EDIT, USERS, TOKENS, METRICS}),
+    "admin": frozenset({VIEW, RUN, CONTROL, APPROVE, EDIT, USERS, TOKENS, METRICS, CHANNELS}),
     "metrics": frozenset({METRICS}),
 }
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
@@ -57,13 +59,29 @@ class Principal:
     session_id: str | None = None
     #: For a token: the user it acts for (api_tokens.owner), None for a service token.
     owner: str | None = None
+    #: For a token that acts for a user: that user's roles, which an approval's `role:NAME` matches.
+    owner_role: str | None = None
 
     @property
     def permissions(self) -> frozenset[str]:
-        return ROLES.get(self.role, frozenset())
+        return permissions_of(self.role)
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return roles_of(self.role)
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions
+
+    @property
+    def person_roles(self) -> tuple[str, ...]:
+        """The roles of the person behind this principal (`human`): a user's own, a token's owner's; a
+        token that acts for nobody and the command line are no person with roles."""
+        if self.kind == "user":
+            return self.roles
+        if self.kind == "token" and self.owner:
+            return roles_of(self.owner_role or "")
+        return ()
 
     @property
     def actor(self) -> str:
@@ -79,10 +97,37 @@ class Principal:
         return self.actor
 
 
+def roles_of(role: str) -> tuple[str, ...]:
+    """The roles of a stored `role` value: one name, or several as a comma list (`approver,finance`)."""
+    return tuple(name for name in (part.strip() for part in role.split(",")) if name)
+
+
+@functools.lru_cache(maxsize=256)
+def permissions_of(role: str) -> frozenset[str]:
+    """What a `role` value allows: the union of its built-in roles' permissions. Other names are groups
+    (matched by an approval's `role:NAME`) and allow nothing."""
+    return frozenset(permission for name in roles_of(role) for permission in ROLES.get(name, ()))
+
+
 def check_role(role: str) -> str:
-    if role not in ROLES:
-        raise InvalidInput({"role": f"must be one of {', '.join(ROLES)}"})
-    return role
+    """A `role` value as stored: one role or a comma list of them, with at least one built-in role; the
+    other names (groups) are names as users' are. Returns it spelt without spaces or repeats."""
+    names = list(dict.fromkeys(roles_of(role)))
+    built_in = ", ".join(ROLES)
+    bad = [name for name in names if not NAME.match(name)]
+    if bad:
+        raise InvalidInput(
+            {"role": f"{bad[0][:60]!r} is no role name: use letters, digits or . _ @ - ({built_in}, or a group)"}
+        )
+    if not any(name in ROLES for name in names):
+        raise InvalidInput(
+            {"role": f"must hold at least one of {built_in} (other names are groups, which allow nothing)"}
+        )
+    stored = ",".join(names)
+    longest = getattr(t.users.c.role.type, "length", None)  # the column's width
+    if longest is not None and len(stored) > longest:
+        raise InvalidInput({"role": f"the roles must fit in {longest} characters, commas included"})
+    return stored
 
 
 def check_name(name: str, field: str = "name") -> str:
@@ -170,7 +215,7 @@ def check_password(password: str) -> str:
 
 async def add_user(engine: AsyncEngine, name: str, role: str, password: str) -> None:
     check_name(name, "username")
-    check_role(role)
+    role = check_role(role)
     check_password(password)
     hashed = await asyncio.to_thread(hash_password, password)
     now = utcnow()
@@ -289,7 +334,7 @@ async def create_token(engine: AsyncEngine, name: str, role: str, created_by: st
     """A new token, acting for the user `owner` if given (an enabled user); only its hash is stored,
     so this is the one time it can be shown."""
     check_name(name)
-    check_role(role)
+    role = check_role(role)
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     async with writing(engine) as conn:
         if owner is not None:
@@ -340,11 +385,12 @@ def owner_enabled(table: Any) -> Any:
 
 
 async def token_principal(engine: AsyncEngine, token: str) -> Principal | None:
+    owner_role = select(t.users.c.role).where(t.users.c.name == t.tokens.c.owner).scalar_subquery()
     columns = (t.tokens.c.name, t.tokens.c.role, t.tokens.c.owner, owner_enabled(t.tokens).label("enabled"))
-    row = await live_secret(engine, t.tokens, TOKEN_PREFIX, token, *columns)
+    row = await live_secret(engine, t.tokens, TOKEN_PREFIX, token, *columns, owner_role.label("owner_role"))
     if row is None or not row.enabled:
         return None
-    return Principal(row.name, row.role, "token", owner=row.owner)
+    return Principal(row.name, row.role, "token", owner=row.owner, owner_role=row.owner_role)
 
 
 async def list_tokens(engine: AsyncEngine) -> list[dict[str, Any]]:

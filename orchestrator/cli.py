@@ -243,7 +243,7 @@ async def _users(engine: Any, args: argparse.Namespace) -> int:
     password = _read_password(args)
     if args.users_command == "add":
         await auth.add_user(engine, args.name, args.role, password)
-        print(f"user {args.name} added with role {args.role}")
+        print(f"user {args.name} added with role {auth.check_role(args.role)}")
     else:
         await auth.set_password(engine, args.name, password)
         print(f"password of {args.name} changed; their sessions are signed out")
@@ -304,6 +304,40 @@ async def _hooks(engine: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_channels(args: argparse.Namespace) -> int:
+    return _with_engine(_channels, args)
+
+
+async def _channels(engine: Any, args: argparse.Namespace) -> int:
+    from orchestrator import channels
+    from orchestrator.errors import InvalidInput, OrchestratorError
+
+    try:
+        if args.channels_command == "add":
+            kinds = {"email": args.email, "slack": args.slack, "webhook": args.webhook}
+            given = [kind for kind, value in kinds.items() if value]
+            if len(given) != 1:
+                raise InvalidInput({"kind": "give exactly one of --email, --slack or --webhook"})
+            secret = sys.stdin.readline().rstrip("\r\n") if args.secret_stdin else args.secret
+            sealer = channels.Sealer(_settings().secret_key)
+            made = await channels.add(
+                engine, sealer, args.name, given[0], kinds[given[0]], secret or None, _cli_principal().actor
+            )
+            print(f"channel {made['name']} ({made['kind']}: {made['target']}) added")
+        elif args.channels_command == "list":
+            for row in await channels.listing(engine):
+                print(f"{row['name']}\t{row['kind']}\t{row['target']}\t{row['created_by'] or '-'}")
+        else:
+            await channels.remove(engine, args.name)
+            print(f"channel {args.name} removed")
+    except InvalidInput:
+        raise
+    except OrchestratorError as exc:
+        print(exc.message, file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cli_principal() -> Principal:
     """Whoever runs this command: a local account, trusted as an admin (it can read the database anyway)."""
     return Principal(_user(), "admin", "cli")
@@ -343,7 +377,7 @@ def parser() -> argparse.ArgumentParser:
         act.add_argument("job_id")
         act.add_argument("--comment", default=None)
         act.set_defaults(func=cmd_act)
-    roles = sorted(ROLES)
+    roles = f"a role ({', '.join(ROLES)}), or several as a comma list with groups, e.g. approver,finance"
     users = sub.add_parser("users", help="people who sign in to the web pages").add_subparsers(
         dest="users_command", required=True
     )
@@ -351,7 +385,7 @@ def parser() -> argparse.ArgumentParser:
         command = users.add_parser(name, help=text)
         command.add_argument("name")
         if name == "add":
-            command.add_argument("--role", required=True, choices=roles)
+            command.add_argument("--role", required=True, help=roles)
         command.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
         command.set_defaults(func=cmd_users)
     users.add_parser("list", help="list users: name, role, active or disabled").set_defaults(func=cmd_users)
@@ -367,7 +401,7 @@ def parser() -> argparse.ArgumentParser:
     )
     create = tokens.add_parser("create", help="create a token; its last line of output is the token")
     create.add_argument("name")
-    create.add_argument("--role", required=True, choices=roles)
+    create.add_argument("--role", required=True, help=roles)
     create.add_argument(
         "--owner", default=None, help="the user the token acts for (default: the user called NAME, if there is one)"
     )
@@ -389,6 +423,23 @@ def parser() -> argparse.ArgumentParser:
     revoke_hook.add_argument("runbook")
     revoke_hook.add_argument("hook_id")
     revoke_hook.set_defaults(func=cmd_hooks)
+    channel = sub.add_parser("channels", help="where notifications go (mail, Slack, webhooks)").add_subparsers(
+        dest="channels_command", required=True
+    )
+    add = channel.add_parser("add", help="make a channel: one of --email, --slack or --webhook")
+    add.add_argument("name")
+    add.add_argument("--email", metavar="ADDR[,ADDR]", help="mail addresses, comma-separated")
+    add.add_argument("--slack", metavar="WEBHOOK_URL", help="a Slack incoming-webhook URL")
+    add.add_argument("--webhook", metavar="URL", help="any URL: JSON posts signed with --secret")
+    add.add_argument("--secret", help="the webhook's signing secret (16 to 200 characters)")
+    add.add_argument("--secret-stdin", action="store_true", help="read the signing secret from standard input")
+    add.set_defaults(func=cmd_channels)
+    channel.add_parser("list", help="list channels (never their URLs' paths or secrets)").set_defaults(
+        func=cmd_channels
+    )
+    remove = channel.add_parser("remove", help="remove a channel")
+    remove.add_argument("name")
+    remove.set_defaults(func=cmd_channels)
     return top
 
 

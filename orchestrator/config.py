@@ -88,6 +88,15 @@ class Settings:
     log_format: str = "text"
     #: Where job traces go over OTLP/HTTP (ORCH_OTEL_ENDPOINT, such as http://collector:4318); "": no tracing.
     otel_endpoint: str = ""
+    #: Notification mail (ORCH_SMTP_URL: smtp://user:pass@host:port, STARTTLS when the server offers it, or
+    #: smtps://; "": mail is written to the log instead) from ORCH_MAIL_FROM.
+    smtp_url: str = field(default="", repr=False)
+    mail_from: str = "orchestrator@localhost"
+    #: ORCH_NOTIFY_DEFAULT: rules every runbook has besides its own `notify`, ((events, channel), ...).
+    notify_default: tuple[tuple[tuple[str, ...], str], ...] = ()
+    #: The first retry of a failed notification after this many seconds, then twice as long each time (at most
+    #: an hour apart), until NOTIFY_GIVE_UP_S after it was queued.
+    notify_retry_s: float = 10.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -122,6 +131,10 @@ class Settings:
             aws_environment=tuple((k, os.environ[k]) for k in AWS_VARIABLES if os.environ.get(k)),
             log_format=log_format(),
             otel_endpoint=_otel_endpoint(),
+            smtp_url=_smtp_url(),
+            mail_from=_mail_from(),
+            notify_default=_notify_default(),
+            notify_retry_s=_seconds("ORCH_NOTIFY_RETRY_S", "10", 0.01),
             **_caps(),
         )
 
@@ -155,6 +168,10 @@ class Settings:
             **dict(self.aws_environment),
             "ORCH_LOG_FORMAT": self.log_format,
             "ORCH_OTEL_ENDPOINT": self.otel_endpoint,
+            "ORCH_SMTP_URL": self.smtp_url,
+            "ORCH_MAIL_FROM": self.mail_from,
+            "ORCH_NOTIFY_DEFAULT": ";".join(f"{','.join(events)}:{channel}" for events, channel in self.notify_default),
+            "ORCH_NOTIFY_RETRY_S": f"{self.notify_retry_s:g}",
         }
 
     @property
@@ -210,7 +227,7 @@ def artifacts_location(url: str) -> Path | S3Location | None:
         return None
     if "://" not in url:
         return Path(url).resolve()
-    parts = _split(url)
+    parts = split_url(url)
     if parts is None:
         raise ValueError("ORCH_ARTIFACTS_URL must be a folder or s3://bucket/prefix; it is not a URL.")
     if parts.scheme == "file" and parts.netloc in ("", "localhost") and parts.path:
@@ -236,7 +253,7 @@ def _artifacts_url() -> str:
     return str(where) if isinstance(where, Path) else url
 
 
-def _split(url: str) -> SplitResult | None:
+def split_url(url: str) -> SplitResult | None:
     """`url`'s parts; None when it is not a URL (a bad port included)."""
     try:
         parts = urlsplit(url)
@@ -252,7 +269,7 @@ def _http_address(variable: str, whose: str, example: str, alone: str) -> str:
     url = _env(variable, "").rstrip("/")
     if not url:
         return ""
-    parts = _split(url)
+    parts = split_url(url)
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{variable} must be {whose} http:// or https:// address, such as {example}.")
     if parts.username or parts.password or parts.query or parts.fragment:
@@ -290,6 +307,66 @@ def _otel_endpoint() -> str:
     )
 
 
+def _smtp_url() -> str:
+    """ORCH_SMTP_URL: smtp://[user:pass@]host[:port] (STARTTLS when offered) or smtps://...; "" when unset.
+    The error names the variable, never the value: it holds a password."""
+    url = _env("ORCH_SMTP_URL", "")
+    if not url:
+        return ""
+    parts = split_url(url)
+    if parts is None or parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError(
+            "ORCH_SMTP_URL must be smtp://user:password@host:port or smtps://..., such as smtp://mail:587."
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("ORCH_SMTP_URL must be the server's address alone, with its user and password if any.")
+    return url
+
+
+#: A mail address (ASCII): what the API document's pattern says too, so both engines agree on it.
+MAIL_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9.-]{1,253}")
+
+
+def _mail_from() -> str:
+    value = _env("ORCH_MAIL_FROM", "orchestrator@localhost")
+    if not MAIL_ADDRESS.fullmatch(value):
+        raise ValueError(f"ORCH_MAIL_FROM must be one mail address, such as robots@example.com; it is {value!r}.")
+    return value
+
+
+def _notify_default() -> tuple[tuple[tuple[str, ...], str], ...]:
+    """ORCH_NOTIFY_DEFAULT: EVENT[,EVENT...]:CHANNEL rules separated by `;`, each checked by name."""
+    from orchestrator.states import NOTIFY_EVENTS
+
+    rules = []
+    for rule in _env("ORCH_NOTIFY_DEFAULT", "").split(";"):
+        if not rule.strip():
+            continue
+        events, _, channel = rule.strip().rpartition(":")
+        names = tuple(e.strip() for e in events.split(",") if e.strip())
+        if not names or not channel.strip():
+            raise ValueError(
+                f"ORCH_NOTIFY_DEFAULT must be EVENTS:CHANNEL, such as failed,sla_missed:ops; {rule!r} is not."
+            )
+        if unknown := [e for e in names if e not in NOTIFY_EVENTS]:
+            raise ValueError(
+                f"ORCH_NOTIFY_DEFAULT names no such event {unknown[0]!r}; events are {', '.join(NOTIFY_EVENTS)}."
+            )
+        rules.append((names, channel.strip()))
+    return tuple(rules)
+
+
+def _seconds(variable: str, default: str, least: float) -> float:
+    raw = _env(variable, default)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds >= least:  # NaN too
+        raise ValueError(f"{variable} must be a number of seconds, at least {least:g}; it is {raw!r}.")
+    return seconds
+
+
 def _flag(name: str) -> bool:
     """A yes-or-no variable: 1 or 0 (true/false, yes/no); unset is no."""
     raw = _env(name, "0").lower()
@@ -300,17 +377,7 @@ def _flag(name: str) -> bool:
 
 def _worker_rhythm() -> tuple[float, float]:
     """ORCH_WORKER_LOST_S (more than the 2 s between a worker's beats) and ORCH_WORKER_GONE_S (longer)."""
-    found = []
-    for variable, default, least in (("ORCH_WORKER_LOST_S", "6", 3.0), ("ORCH_WORKER_GONE_S", "300", 4.0)):
-        raw = _env(variable, default)
-        try:
-            seconds = float(raw)
-        except ValueError:
-            seconds = float("nan")
-        if not seconds >= least:  # NaN too
-            raise ValueError(f"{variable} must be a number of seconds, at least {least:g}; it is {raw!r}.")
-        found.append(seconds)
-    lost, gone = found
+    lost, gone = _seconds("ORCH_WORKER_LOST_S", "6", 3.0), _seconds("ORCH_WORKER_GONE_S", "300", 4.0)
     if gone <= lost:
         raise ValueError("ORCH_WORKER_GONE_S must be longer than ORCH_WORKER_LOST_S.")
     return lost, gone

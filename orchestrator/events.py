@@ -25,8 +25,8 @@ from orchestrator.keys import EVENTS_CHANNEL, FRAMES_CHANNEL
 log = logging.getLogger(__name__)
 
 EventType = Literal["snapshot", "status", "step", "screenshot", "approval", "log", "report"]
-#: The events the all-jobs stream carries.
-GLOBAL_TYPES = ("status", "report")
+#: The events the all-jobs stream carries (`approval`: a request, or a vote on one, for the inbox).
+GLOBAL_TYPES = ("status", "report", "approval")
 
 
 @dataclass(frozen=True)

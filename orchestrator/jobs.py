@@ -8,14 +8,15 @@ import hashlib
 import hmac
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from orchestrator import approvers, metrics
 from orchestrator import inputs as job_inputs
-from orchestrator import metrics
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
 from orchestrator.db.tables import utcnow
@@ -170,38 +171,21 @@ async def act(
             status=found.status,
             allowed_actions=[],
         )
-    if action is Action.APPROVE and found.owner is not None and found.owner == (human or actor):
-        runbook = (await load_version(svc.engine, found.version_id)).runbook
-        if not runbook.settings.self_approval:
-            await _audit_refused(svc, job_id, action, actor, comment, "refused: self-approval")
-            raise Forbidden(
-                f"Runbook {found.runbook} needs someone other than the person who owns the job ({found.owner}) "
-                "to approve it (settings.self_approval: false)."
-            )
+    if action is Action.APPROVE:
+        await _check_self_approval(svc, found, job_id, actor, human or actor, comment)
     seen = seen or JobStatus(found.status)
     events: list[Pending] = []
     values: dict[str, Any] = {"finished_at": utcnow()} if target.finished else {}
     if action is Action.CANCEL:
         values["summary"] = f"Cancelled by {actor}."
+    ask = Asked(job_id, action, actor, human or actor, comment, request_seen)
     try:
         async with writing(svc.engine) as conn:
-            evidence = None
-            if action in (Action.APPROVE, Action.REJECT):
-                values.update(await _decision(conn, job_id, action, actor, comment, request_seen))
-                evidence = values["approval"].get("screenshot_sha256")  # what the approver was shown
-            await move(conn, job_id, target, expected=set(sources) & {seen}, values=values, events=events)
-            await conn.execute(
-                insert(t.audit).values(
-                    job_id=job_id,
-                    actor=actor,
-                    action=action.value,
-                    comment=comment,
-                    outcome="ok",
-                    at=utcnow(),
-                    evidence=evidence,
-                )
-            )
+            outcome = await _record(conn, ask, target, set(sources) & {seen}, values, events)
             await append(conn, events)
+    except (NotAnApprover, ApprovedAlready) as refused:
+        await _audit_refused(svc, job_id, action, actor, comment, refused.outcome)
+        raise
     except Conflict:
         await _audit_refused(svc, job_id, action, actor, comment, "refused: a later request")
         raise
@@ -218,12 +202,73 @@ async def act(
         await metrics.add_quietly(svc.redis, metrics.job_finished(found.runbook, JobStatus.CANCELLED.value))
     if action is Action.CANCEL:
         await _cancel_children(svc, job_id, actor)
+    if outcome != "ok":  # a vote: the job still waits, and its run has nothing to do
+        await publish(svc.redis, [job_id])
+        return await get(svc, job_id)
     try:  # the worker also polls the status, so a lost signal only delays it
         await svc.redis.publish(CONTROL_CHANNEL, json.dumps({"job_id": job_id, "action": action.value}))
     except (RedisError, OSError) as exc:
         log.warning("job %s: %s recorded, but the worker could not be signalled (%s)", job_id, action.value, exc)
     await publish(svc.redis, [job_id])
     return await get(svc, job_id)
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a person asks of a job (`act`): `human` is the person behind `actor`."""
+
+    job_id: str
+    action: Action
+    actor: str
+    human: str
+    comment: str | None
+    request_seen: str | None
+
+
+async def _check_self_approval(
+    svc: Services, found: Any, job_id: str, actor: str, human: str, comment: str | None
+) -> None:
+    """settings.self_approval: false: nobody approves a job they own (compared as people)."""
+    if found.owner is None or found.owner != human:
+        return
+    runbook = (await load_version(svc.engine, found.version_id)).runbook
+    if not runbook.settings.self_approval:
+        await _audit_refused(svc, job_id, Action.APPROVE, actor, comment, "refused: self-approval")
+        raise Forbidden(
+            f"Runbook {found.runbook} needs someone other than the person who owns the job ({found.owner}) "
+            "to approve it (settings.self_approval: false)."
+        )
+
+
+async def _record(
+    conn: Any, ask: Asked, target: JobStatus, expected: set[JobStatus], values: dict[str, Any], events: list[Pending]
+) -> str:
+    """In the action's transaction: the move (or, for an approval that needs more approvers, the vote)
+    and its audit row; returns the row's outcome."""
+    outcome, evidence = "ok", None
+    if ask.action in (Action.APPROVE, Action.REJECT):
+        decided = await _decision(conn, ask)
+        approval = decided["approval"]
+        evidence = approval.get("screenshot_sha256")  # what the approver was shown
+        if approval.get("decision") is None:  # a vote of a `required: N` approval: the job waits on
+            await _vote(conn, ask.job_id, expected, approval, events)
+            outcome = f"ok: approval {len(approvers.votes(approval))} of {approvers.required(approval)}"
+        else:
+            values.update(decided)
+    if outcome == "ok":
+        await move(conn, ask.job_id, target, expected=expected, values=values, events=events)
+    await conn.execute(
+        insert(t.audit).values(
+            job_id=ask.job_id,
+            actor=ask.actor,
+            action=ask.action.value,
+            comment=ask.comment,
+            outcome=outcome,
+            at=utcnow(),
+            evidence=evidence,
+        )
+    )
+    return outcome
 
 
 async def _cancel_children(svc: Services, job_id: str, actor: str) -> None:
@@ -240,26 +285,78 @@ async def _cancel_children(svc: Services, job_id: str, actor: str) -> None:
             await act(svc, child, Action.CANCEL, actor, f"Its parent job {job_id} was cancelled.")
 
 
-async def _decision(
-    conn: Any, job_id: str, action: Action, actor: str, comment: str | None, request_seen: str | None = None
-) -> dict[str, Any]:
-    """The job's approval record with the decision; a rejection is also the job's error."""
-    query = select(t.jobs.c.approval).where(t.jobs.c.id == job_id).with_for_update()  # held until the move
-    approval = (await conn.execute(query)).scalar() or {}
+class NotAnApprover(Forbidden):
+    """Only the approvers the approval step names may decide on it."""
+
+    outcome = "refused: not an approver"
+
+
+class ApprovedAlready(Conflict):
+    """You approved this request already: the other approvals it needs must come from other people."""
+
+    outcome = "refused: approved already"
+
+
+async def _decision(conn: Any, ask: Asked) -> dict[str, Any]:
+    """The job's approval record with this person's decision (orchestrator/approvers.py): an approval
+    is a vote while the request needs more distinct approvers (no `decision` yet), else the decision; a
+    rejection is the decision at once, and the job's error. Refuses a person the approvers do not
+    name, a second approval by one person, and a decision on a request the person did not see."""
+    job_id, actor, comment, request_seen = ask.job_id, ask.actor, ask.comment, ask.request_seen
+    query = select(t.jobs.c.status, t.jobs.c.approval).where(t.jobs.c.id == job_id).with_for_update()
+    row = (await conn.execute(query)).first()  # locked until the move
+    if row is None or row.status != JobStatus.WAITING_FOR_APPROVAL.value:
+        raise InvalidTransition()  # nothing to decide now: answered with the job's status and actions
+    approval = row.approval or {}
     if request_seen is not None and approval.get("requested_at") != request_seen:
         raise Conflict(
             f"The approval you decided on (asked at {request_seen}) has been decided already; job {job_id} "
             f"now asks: {approval.get('message') or 'another approval'}. Look at it and decide again.",
             status=JobStatus.WAITING_FOR_APPROVAL.value,
         )
-    decision = "approved" if action is Action.APPROVE else "rejected"
-    values: dict[str, Any] = {
-        "approval": {**approval, "decision": decision, "by": actor, "comment": comment, "decided_at": iso(utcnow())}
-    }
-    if action is Action.REJECT:
+    who = await approvers.person(conn, ask.human)
+    if not approvers.is_approver(approval, who):
+        raise NotAnApprover(
+            f"Only {approvers.listed(approvers.named(approval))} may decide on the approval of job {job_id} "
+            f"(step {approval.get('step_id')}); {who.name} is not one of them."
+        )
+    now = iso(utcnow())
+    if ask.action is Action.REJECT:
         message = f"Rejected by {actor}" + (f": {comment}" if comment else ".")
-        values.update(error_message=message, error_step_id=approval.get("step_id"), summary=message)
-    return values
+        rejected = {**approval, "decision": "rejected", "by": actor, "comment": comment, "decided_at": now}
+        return {
+            "approval": rejected,
+            "error_message": message,
+            "error_step_id": approval.get("step_id"),
+            "summary": message,
+        }
+    if earlier := approvers.vote_of(approval, who):
+        raise ApprovedAlready(
+            f"{who.name} approved job {job_id} already (at {earlier.get('at')}); it needs "
+            f"{approvers.still_needed(approval)} more approval(s), each from another person.",
+            status=JobStatus.WAITING_FOR_APPROVAL.value,
+        )
+    vote = {"by": who.name, "at": now, "comment": comment, "evidence": approval.get("screenshot_sha256")}
+    approval = {**approval, "votes": [*approvers.votes(approval), vote]}
+    if approvers.still_needed(approval) > 0:
+        return {"approval": approval}
+    return {"approval": {**approval, "decision": "approved", "by": actor, "comment": comment, "decided_at": now}}
+
+
+async def _vote(
+    conn: Any, job_id: str, expected: set[JobStatus], approval: dict[str, Any], events: list[Pending]
+) -> None:
+    """Record a vote: the approval column, compare-and-set on the job still waiting for approval (the
+    status the person saw), and an `approval` event so that pages show it."""
+    waiting = JobStatus.WAITING_FOR_APPROVAL
+    changed = await conn.execute(
+        update(t.jobs)
+        .where(t.jobs.c.id == job_id, t.jobs.c.status == waiting.value)
+        .values(approval=approval, updated_at=utcnow())
+    )
+    if waiting not in expected or changed.rowcount != 1:
+        raise InvalidTransition()
+    events.append(Pending(job_id, "approval", {"job_id": job_id, **approval}))
 
 
 async def _audit_refused(

@@ -24,6 +24,10 @@ METRICS_JOBS_KEY = "orch:metrics:jobs"
 METRICS_DURATION_KEY = "orch:metrics:duration"
 METRICS_DELAY_KEY = "orch:metrics:start-delay"
 METRICS_STEPS_KEY = "orch:metrics:steps"
+#: Service levels missed by runbook and limit, and notifications by event and how they ended (the
+#: notifier in the scheduler adds to these).
+METRICS_SLA_KEY = "orch:metrics:sla"
+METRICS_NOTIFY_KEY = "orch:metrics:notifications"
 
 
 def lease_key(job_id: str) -> str:

@@ -46,7 +46,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from orchestrator import workers
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
-from orchestrator.keys import METRICS_DELAY_KEY, METRICS_DURATION_KEY, METRICS_JOBS_KEY, METRICS_STEPS_KEY
+from orchestrator.keys import (
+    METRICS_DELAY_KEY,
+    METRICS_DURATION_KEY,
+    METRICS_JOBS_KEY,
+    METRICS_NOTIFY_KEY,
+    METRICS_SLA_KEY,
+    METRICS_STEPS_KEY,
+)
 from orchestrator.states import JobStatus
 
 log = logging.getLogger(__name__)
@@ -102,6 +109,16 @@ def step_finished(action: str, status: str) -> list[Add]:
     return [(METRICS_STEPS_KEY, f"{action}{SEP}{status}", 1)]
 
 
+def sla_missed(runbook: str, limit: str) -> list[Add]:
+    """A job of `runbook` went over its `limit` (queued, running, waiting) of settings.sla."""
+    return [(METRICS_SLA_KEY, f"{runbook}{SEP}{limit}", 1)]
+
+
+def notification(event: str, status: str) -> list[Add]:
+    """A notification about `event` was tried: sent, logged, pending (to be retried) or failed (given up)."""
+    return [(METRICS_NOTIFY_KEY, f"{event}{SEP}{status}", 1)]
+
+
 async def add(redis: Redis, adds: Iterable[Add]) -> None:
     """Send these additions in one pipeline (no transaction: each is atomic on its own)."""
     async with redis.pipeline(transaction=False) as pipe:
@@ -140,6 +157,8 @@ class Figures:
     durations: dict[str, Histogram] = field(default_factory=dict)  # by runbook
     start_delay: Histogram = field(default_factory=lambda: _histogram({}, 0.0, DELAY_BUCKETS))
     steps_total: dict[tuple[str, str], int] = field(default_factory=dict)  # (action, status)
+    sla_missed: dict[tuple[str, str], int] = field(default_factory=dict)  # (runbook, limit)
+    notifications: dict[tuple[str, str], int] = field(default_factory=dict)  # (event, status)
     jobs: dict[str, int] = field(default_factory=dict)  # active status -> jobs in it now
     workers: int = 0  # live worker processes
     busy_slots: int = 0
@@ -150,12 +169,14 @@ async def read(engine: AsyncEngine, redis: Redis) -> Figures:
     """The cluster's figures now: the counters from Redis, the active jobs from the database, the
     workers from their registry (the three read at once)."""
     hashes, active, listed = await asyncio.gather(_hashes(redis), active_jobs(engine), workers.listed(redis))
-    jobs_hash, duration_hash, delay_hash, steps_hash = hashes
+    jobs_hash, duration_hash, delay_hash, steps_hash, sla_hash, notify_hash = hashes
     figures = Figures(
         jobs_total=_counts(jobs_hash),
         durations=_histograms(duration_hash, DURATION_BUCKETS),
         start_delay=_histograms(delay_hash, DELAY_BUCKETS).get("", _histogram({}, 0.0, DELAY_BUCKETS)),
         steps_total=_counts(steps_hash),
+        sla_missed=_counts(sla_hash),
+        notifications=_counts(notify_hash),
         jobs=active,
     )
     for worker in listed:
@@ -166,9 +187,19 @@ async def read(engine: AsyncEngine, redis: Redis) -> Figures:
     return figures
 
 
+HASHES = (
+    METRICS_JOBS_KEY,
+    METRICS_DURATION_KEY,
+    METRICS_DELAY_KEY,
+    METRICS_STEPS_KEY,
+    METRICS_SLA_KEY,
+    METRICS_NOTIFY_KEY,
+)
+
+
 async def _hashes(redis: Redis) -> list[dict[Any, Any]]:
     async with redis.pipeline(transaction=False) as pipe:
-        for key in (METRICS_JOBS_KEY, METRICS_DURATION_KEY, METRICS_DELAY_KEY, METRICS_STEPS_KEY):
+        for key in HASHES:
             pipe.hgetall(key)
         found: list[dict[Any, Any]] = await pipe.execute()
     return found

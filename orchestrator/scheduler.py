@@ -1,5 +1,6 @@
 """The scheduler process: fires due schedules as jobs, exactly one job per fire time however many
-schedulers run, and runs the reaper, the reconciler and the purge of expired sessions."""
+schedulers run, and runs the reaper, the reconciler, the purge of expired sessions and the notifier
+(orchestrator/notify/notifier.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ from typing import Any
 
 from orchestrator import auth, cron, jobs, queue, schedules
 from orchestrator.config import Settings
+from orchestrator.db.engine import writing
 from orchestrator.db.tables import aware, utcnow
 from orchestrator.errors import InvalidTransition, OrchestratorError
 from orchestrator.limits import Limits
+from orchestrator.notify import outbox
+from orchestrator.notify.notifier import Notifier
+from orchestrator.notify.rules import channels_for
 from orchestrator.reaper import Reaper
 from orchestrator.services import Services
 from orchestrator.states import Action, JobStatus
@@ -42,7 +47,9 @@ def to_fire(row: Any, now: datetime) -> list[datetime]:
 async def fire(svc: Services, row: Any, now: datetime) -> int:
     """Start the jobs of one due schedule and move it on; returns how many jobs it created."""
     created, last_job, fired = 0, row.last_job_id, None
-    for when in to_fire(row, now):
+    chosen = to_fire(row, now)
+    await _missed(svc, row, now, chosen)
+    for when in chosen:
         fired = when
         if not await _make_room(svc, row, last_job, when):
             continue
@@ -69,6 +76,35 @@ async def fire(svc: Services, row: Any, now: datetime) -> int:
     if not moved and fired is not None and last_job is not None and last_job != row.last_job_id:
         await schedules.remember_job(svc, row.id, fired, last_job)
     return created
+
+
+async def _missed(svc: Services, row: Any, now: datetime, chosen: list[datetime]) -> None:
+    """Fire times the schedule's `catch_up` drops (the scheduler was down then) make one `schedule_missed`
+    message per channel the runbook's rules name, queued once however many schedulers see them."""
+    due = cron.between(row.cron, row.timezone, aware(row.next_fire_at), now, limit=100_000)
+    missed = [when for when in due if when not in chosen]
+    if not missed:
+        return
+    log.warning(
+        "schedule %s of %s missed %d fire time(s), %s to %s", row.id, row.runbook, len(missed), missed[0], missed[-1]
+    )
+    try:
+        runbook = (await svc.catalog.get(row.runbook)).runbook
+    except OrchestratorError:
+        runbook = None
+    detail = {
+        "runbook": row.runbook,
+        "schedule_id": row.id,
+        "missed": len(missed),
+        "first": missed[0].isoformat(),
+        "last": missed[-1].isoformat(),
+    }
+    messages = [
+        outbox.Message(None, row.runbook, "schedule_missed", channel, f"{row.id}@{missed[-1].isoformat()}", detail)
+        for channel in channels_for(runbook, svc.settings, "schedule_missed")
+    ]
+    async with writing(svc.engine) as conn:
+        await outbox.queue(conn, messages)
 
 
 async def _make_room(svc: Services, row: Any, last_job: str | None, when: datetime) -> bool:
@@ -116,6 +152,8 @@ async def run(settings: Settings, tick_s: float = 1.0) -> None:
     reconciled_at = 0.0
     reaper = Reaper(svc.engine, svc.redis)
     limits = Limits(svc.engine, svc.redis)
+    notifier = Notifier(svc)
+    notifying = asyncio.create_task(notifier.run(), name="notifier")
     log.info("scheduler started")
     try:
         while True:
@@ -136,4 +174,8 @@ async def run(settings: Settings, tick_s: float = 1.0) -> None:
                 log.warning("scheduler tick failed (%s); retrying", exc)
                 await asyncio.sleep(tick_s)
     finally:
+        notifier.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(notifying), 30)
+        notifying.cancel()
         await svc.close()

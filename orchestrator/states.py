@@ -93,3 +93,18 @@ def action_target(action: Action, current: JobStatus) -> JobStatus | None:
     """Where `action` leads from `current`, or None when it is not allowed now."""
     sources, target = ACTIONS[action]
     return target if current in sources else None
+
+
+#: What a runbook's `notify` rules (and ORCH_NOTIFY_DEFAULT) may send a message on.
+NOTIFY_EVENTS = (
+    "approval_requested",
+    "approval_reminder",
+    "failed",
+    "completed",
+    "sla_missed",
+    "handoff_requested",
+    "schedule_missed",
+)
+#: The limits of a runbook's `settings.sla`, in seconds: queued (created to started), running (started to
+#: finished), waiting (for an approval decision).
+SLA_LIMITS = ("queued", "running", "waiting")

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from orchestrator.config import CAPS
 from orchestrator.db import tables as t
 from orchestrator.errors import JobNotFound
+from orchestrator.notify import outbox
 from orchestrator.schemas.common import Response, iso, parse_time
 from orchestrator.schemas.jobs import Artifact, AuditEntry, Job, JobSummary, Record, RecordsLink, Step
 from orchestrator.schemas.runbooks import Runbook
@@ -173,6 +174,9 @@ async def job_view(conn: AsyncConnection, job_id: str, records: int = JOB_RECORD
     job["children"] = [dict(c._mapping) for c in children]
     job["artifacts"] = [artifact_view(a) for a in artifacts]
     job["audit"] = [{k: a[k] for k in AuditEntry.model_fields} for a in audit]
+    job["notifications"] = await outbox.of_job(conn, job_id)
+    misses = await conn.execute(select(t.sla_misses).where(t.sla_misses.c.job_id == job_id).order_by(t.sla_misses.c.at))
+    job["sla_missed"] = [{"limit": m.limit, "seconds": m.seconds, "at": iso(m.at)} for m in misses]
     return _shown(Job, job)
 
 

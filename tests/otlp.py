@@ -21,7 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from tests.support import free_port
+from tests.support import free_port, serving
 
 
 @dataclass
@@ -99,12 +99,5 @@ def otlp_receiver() -> Iterator[Receiver]:
     """The receiver on a free local port until the block ends."""
     port = free_port()
     receiver = Receiver(f"http://127.0.0.1:{port}")
-    server = ThreadingHTTPServer(("127.0.0.1", port), _handler(receiver))
-    thread = threading.Thread(target=server.serve_forever, name="otlp-receiver", daemon=True)
-    thread.start()
-    try:
+    with serving(ThreadingHTTPServer(("127.0.0.1", port), _handler(receiver)), "otlp-receiver"):
         yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()

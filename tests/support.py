@@ -145,6 +145,20 @@ class SiteHandler(SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
+def serving(server: ThreadingHTTPServer, name: str) -> Iterator[str]:
+    """`server` answering in a daemon thread until the block ends; yields its base URL."""
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{server.server_address[0]}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+@contextlib.contextmanager
 def target_site(address: str = "127.0.0.1") -> Iterator[str]:
     """The local target site (tests/site) on a free port of `address`; yields its base URL."""
     server = ThreadingHTTPServer((address, 0), partial(SiteHandler, directory=str(SITE_DIR)))

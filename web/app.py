@@ -20,7 +20,7 @@ from orchestrator.config import Settings
 from orchestrator.events import Hub
 from orchestrator.services import Services
 from orchestrator.states import JobStatus, StepStatus, allowed_actions
-from web import api, auth, metrics, openapi, pages, workers
+from web import api, approvals, auth, channels, metrics, openapi, pages, workers
 from web.errors import HANDLERS
 from web.feed import Feed
 from web.security import BodyLimit, SecurityHeaders
@@ -64,7 +64,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *api.ROUTES,
         *pages.ROUTES,
         *workers.ROUTES,
+        *approvals.ROUTES,
         *metrics.ROUTES,
+        *channels.ROUTES,
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     demo = settings.runbooks_dir / "demo"

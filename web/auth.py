@@ -16,7 +16,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from orchestrator import auth, hooks
+from orchestrator import auth, hooks, inbox
 from orchestrator.auth import Principal
 from orchestrator.errors import Forbidden, NotFound, NotSignedIn
 from orchestrator.ratelimit import rate_limit, refuse_when_spent
@@ -115,6 +115,8 @@ def guard(permission: str | None, endpoint: Endpoint, *, page: bool = False) -> 
         if request.method not in SAFE_METHODS and principal.kind == "user":
             await check_csrf(request, principal)
         require(request, permission)
+        if page:  # every page's header shows how many approvals this person may decide now
+            request.state.approvals_waiting = await inbox.count(request.app.state.svc.engine, principal)
         return await endpoint(request)
 
     guarded.__name__ = getattr(endpoint, "__name__", "guarded")
@@ -198,14 +200,20 @@ def name_key(username: str) -> str:
 
 
 def template_context(request: Request) -> dict[str, Any]:
-    """For every page: who is signed in, what they may do, and the CSRF token of their session."""
+    """For every page: who is signed in, what they may do, the CSRF token of their session, and how many
+    approvals they may decide now (counted by `guard` for a page)."""
     principal = principal_of(request)
     if principal is None:
         return {"user": None, "permissions": frozenset(), "csrf_token": None}
     token = (
         auth.csrf_token(request.app.state.settings.secret_key, principal.session_id) if principal.session_id else None
     )
-    return {"user": request.scope["user"], "permissions": principal.permissions, "csrf_token": token}
+    return {
+        "user": request.scope["user"],
+        "permissions": principal.permissions,
+        "csrf_token": token,
+        "approvals_waiting": getattr(request.state, "approvals_waiting", None),
+    }
 
 
 def _next(raw: str | None) -> str:

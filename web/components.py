@@ -11,6 +11,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from orchestrator.runbooks.schema import Runbook
+from orchestrator.schemas.approvals import ApprovalInbox
+from orchestrator.schemas.channels import Channel, ChannelBody, ChannelList
 from orchestrator.schemas.common import Error
 from orchestrator.schemas.ingest import IngestJob, IngestPatch
 from orchestrator.schemas.inputs import inputs_schema
@@ -32,7 +34,15 @@ from orchestrator.schemas.workers import WorkerList
 
 REF = "#/components/schemas/{model}"
 CREATE_JOB = "/api/v1/runbooks/{name}/jobs"
-REQUESTS: list[type[BaseModel]] = [JobBody, ActionBody, IngestJob, IngestPatch, ScheduleCreate, ScheduleUpdate]
+REQUESTS: list[type[BaseModel]] = [
+    JobBody,
+    ActionBody,
+    IngestJob,
+    IngestPatch,
+    ScheduleCreate,
+    ScheduleUpdate,
+    ChannelBody,
+]
 RESPONSES: list[type[BaseModel]] = [
     Error,
     Job,
@@ -51,6 +61,9 @@ RESPONSES: list[type[BaseModel]] = [
     Health,
     IngestFiles,
     WorkerList,
+    Channel,
+    ChannelList,
+    ApprovalInbox,
 ]
 
 

@@ -3,7 +3,7 @@ full page includes and that GET /jobs/{id}/parts renders alone, so a piece looks
 reaches the browser. A live page asks for the pieces an event touched, by key:
 
     head  approval  metrics  steps  step:ID  children  records  records-more  record:SEQ
-    io  artifacts  artifacts:STEP (the step's files)  artifact:ID  video  audit
+    io  artifacts  artifacts:STEP (the step's files)  artifact:ID  video  audit  notifications
 
 What a running job's events ask for all the time (a step, its files, a record, the counts) is read
 alone: a step's piece costs that step's row, not the job's five hundred. Pieces asked for now and then
@@ -22,7 +22,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
-from orchestrator.auth import RUN, Principal
+from orchestrator import approvers
+from orchestrator.approvers import Person
+from orchestrator.auth import APPROVE, RUN, Principal
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
 from orchestrator.errors import InvalidInput, JobNotFound
@@ -48,20 +50,25 @@ TEMPLATES = {
     "artifact": "_artifact.html",
     "video": "_video.html",
     "audit": "_audit.html",
+    "notifications": "_notifications.html",
 }
 MAX_KEYS = 100
+DECISIONS = frozenset({"approve", "reject"})
 #: How long after a job ended its page waits for the session video (encoded once the job ended).
 VIDEO_GRACE = timedelta(minutes=2)
 
 
 def job_actions(job: dict[str, Any], principal: Principal | None) -> list[str]:
     """The buttons this person gets on the job now: the state table's actions (orchestrator/states.py)
-    their role allows, and `rerun` once the job ended. A run reported by another tool (no runbook
+    their role allows (approve and reject only for a person who may decide the pending request now:
+    orchestrator/approvers.py), and `rerun` once the job ended. A run reported by another tool (no runbook
     version here) is never acted on here."""
     if principal is None or job["runbook_version"] is None:
         return []
     status = JobStatus(job["status"])
     found = [action.value for action in allowed_actions(status) if principal.can(PERMISSIONS[action])]
+    if not approvers.may_decide(job.get("approval") or {}, Person.of(principal), principal.can(APPROVE)):
+        found = [action for action in found if action not in DECISIONS]  # not named, or approved already
     if status.finished and principal.can(RUN):
         found.append("rerun")
     return found
@@ -168,7 +175,7 @@ Piece = tuple[str, dict[str, Any], dict[str, Any]]  # (kind, job and its steps, 
 
 #: Pieces cut from the whole job object (orchestrator/views.py job_view), read once for all of them;
 #: `artifacts` (every file) is one too.
-WHOLE = {"head", "approval", "io", "steps", "children", "video", "audit"}
+WHOLE = {"head", "approval", "io", "steps", "children", "video", "audit", "notifications"}
 
 
 class Loader:

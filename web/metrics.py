@@ -62,6 +62,18 @@ class Scrape(Collector):
         for (action, status), count in sorted(f.steps_total.items()):
             steps.add_metric([action, status], count)
         yield steps
+        yield self._counter(
+            "orchestrator_sla_missed_total",
+            "Service levels missed, by runbook and limit.",
+            ["runbook", "limit"],
+            f.sla_missed,
+        )
+        yield self._counter(
+            "orchestrator_notifications_total",
+            "Notifications tried, by event and outcome (sent, logged, pending: to be retried, failed: given up).",
+            ["event", "status"],
+            f.notifications,
+        )
         active = GaugeMetricFamily("orchestrator_jobs", "Jobs in each active status now.", labels=["status"])
         for status, count in f.jobs.items():
             active.add_metric([status], count)
@@ -77,6 +89,13 @@ class Scrape(Collector):
             "orchestrator_sse_connections", "Event streams this web process holds open.", value=self.streams
         )
         yield from ProcessCollector(registry=None).collect()
+
+    @staticmethod
+    def _counter(name: str, text: str, labels: list[str], counts: dict[tuple[str, str], int]) -> Metric:
+        family = CounterMetricFamily(name, text, labels=labels)
+        for values, count in sorted(counts.items()):
+            family.add_metric(list(values), count)
+        return family
 
 
 async def scrape(request: Request) -> Response:

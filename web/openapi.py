@@ -331,6 +331,29 @@ PATHS: dict[str, Any] = {
             {"200": _json("WorkerList"), **_errors()},
         )
     },
+    "/api/v1/channels": {
+        "get": _op(
+            "Notification channels, never their URLs' paths or secrets (admin)",
+            {"200": _json("ChannelList"), **_errors()},
+        ),
+        "post": _op(
+            "Make a notification channel: one of email, slack or webhook (admin)",
+            {"201": _json("Channel", "Created"), **_errors(400, 409, 413, 422)},
+            requestBody={"required": True, "content": {"application/json": {"schema": ref("ChannelBody")}}},
+        ),
+    },
+    "/api/v1/channels/{name}": {
+        "parameters": [_path("name", "the channel's name")],
+        "delete": _op("Remove a notification channel (admin)", {"204": {"description": "Removed"}, **_errors(404)}),
+    },
+    "/api/v1/approvals": {
+        "get": _op(
+            "The approval inbox: every job waiting for a decision the caller may make now (job:approve, named "
+            "by the step's approvers or none named, not approved by them yet, self-approval as the runbook "
+            "says), the oldest request first (job:view)",
+            {"200": _json("ApprovalInbox"), **_errors()},
+        )
+    },
     "/metrics": {
         "get": _op(
             "Cluster-wide metrics in Prometheus' text format (a token of the metrics role, or admin)",

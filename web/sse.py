@@ -254,10 +254,10 @@ async def frame(request: Request) -> Response:
 
 
 async def all_stream(request: Request) -> EventStream:
-    """Every job's status and report events. A client too far behind (more than ORCH_SSE_REPLAY_MAX
-    events) gets the newest ORCH_SSE_REPLAY_MAX of them, not all it missed: each status event carries a
-    job's status, so it sees where the jobs that moved lately stand; for the rest it re-reads the job
-    list (this stream has no snapshot)."""
+    """Every job's status, approval and report events. A client too far behind (more than
+    ORCH_SSE_REPLAY_MAX events) gets the newest ORCH_SSE_REPLAY_MAX of them, not all it missed: each
+    status event carries a job's status, so it sees where the jobs that moved lately stand; for the
+    rest it re-reads the job list (this stream has no snapshot)."""
     svc: Services = request.app.state.svc
     feed: Feed = request.app.state.feed
     after = _last_event_id(request)

@@ -26,8 +26,9 @@ class StepContext:
     masks: list[Locator]
     deadline: float
     load_artifact: Callable[[str], Awaitable[tuple[dict[str, Any], bytes]]]
-    #: Ask a person: (context, message, timeout seconds or None, on_timeout) -> the decision; raises on reject.
-    ask: Callable[[StepContext, str, float | None, str], Awaitable[dict[str, Any]]]
+    #: Ask a person: (context, message, timeout seconds or None, on_timeout, who decides: approvers,
+    #: required, remind_every) -> the decision; raises on reject.
+    ask: Callable[[StepContext, str, float | None, str, dict[str, Any]], Awaitable[dict[str, Any]]]
     policy: UrlPolicy = field(default_factory=UrlPolicy)
     #: Start a child job of another runbook and wait for it (run_runbook).
     run_child: Callable[[StepContext, Any], Awaitable[dict[str, Any]]] | None = None

@@ -116,9 +116,18 @@ class Control:
 
     # -- approvals -------------------------------------------------------------------------------
 
-    async def ask(self, ctx: StepContext, message: str, seconds: float | None, on_timeout: str) -> dict[str, Any]:
-        """Put the job in waiting_for_approval on the same page and wait for the decision."""
+    async def ask(
+        self,
+        ctx: StepContext,
+        message: str,
+        seconds: float | None,
+        on_timeout: str,
+        deciders: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Put the job in waiting_for_approval on the same page and wait for the decision. `deciders`:
+        the step's `approvers`, `required` and `remind_every` (orchestrator/approvers.py decides with them)."""
         requested = utcnow()
+        deciders = deciders or {}
         approval: dict[str, Any] = {
             "step_id": ctx.step_id,
             "message": message,
@@ -126,6 +135,10 @@ class Control:
             "timeout_s": seconds,
             "on_timeout": on_timeout,
             "captured": jsonable(ctx.captured, ctx.secrets),
+            "approvers": deciders.get("approvers"),
+            "required": deciders.get("required") or 1,
+            "remind_every": deciders.get("remind_every"),
+            "votes": [],
         }
         if self.rerun_of:  # a re-run asks again; the panel shows what was decided the last time
             approval["rerun_of"] = self.rerun_of

@@ -186,7 +186,8 @@ class User(SQLModel, table=True):
     __tablename__ = "users"
 
     name: str = Field(primary_key=True, max_length=100)
-    role: str = Field(max_length=16)
+    #: One role, or several as a comma list (built-in roles give permissions; others name groups).
+    role: str = Field(max_length=200)
     password_hash: str = Field(max_length=300)
     #: A disabled user cannot sign in, and their sessions and tokens stop working.
     disabled_at: datetime | None = _when(default=None)
@@ -199,7 +200,7 @@ class ApiToken(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=16)
     name: str = Field(max_length=100)
-    role: str = Field(max_length=16)
+    role: str = Field(max_length=200)
     token_hash: str = Field(max_length=64, unique=True)
     created_by: str | None = Field(default=None, max_length=200)
     #: The user the token acts for (jobs it starts are theirs); None for a service token.
@@ -264,6 +265,67 @@ class Session(SQLModel, table=True):
     expires_at: datetime = _when()
 
 
+class Channel(SQLModel, table=True):
+    """A named place notifications go: mail addresses, a Slack webhook or a signed webhook. Its
+    target (addresses, URL, secret) is sealed with ORCH_SECRET_KEY and never shown again."""
+
+    __tablename__ = "channels"
+
+    name: str = Field(primary_key=True, max_length=100)
+    kind: str = Field(max_length=16)  # email | slack | webhook
+    sealed: str = Field(sa_type=Text)
+    #: What the channel list shows: the addresses, or a URL's scheme and host (never its path or secret).
+    summary: str = Field(max_length=400)
+    created_by: str | None = Field(default=None, max_length=200)
+    created_at: datetime = _when(default_factory=utcnow)
+
+
+class Notification(SQLModel, table=True):
+    """One message to one channel about one job (or schedule) event: the outbox the scheduler sends
+    from, retried with backoff. `dedupe` (job, event, channel, occasion) makes it one message however
+    many schedulers see the event."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_due", "status", "next_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe: str = Field(max_length=400, unique=True)
+    job_id: str | None = Field(default=None, max_length=32, index=True)
+    runbook: str = Field(max_length=200)
+    event: str = Field(max_length=32)
+    channel: str = Field(max_length=100)
+    #: What the message is about beyond the job: the reminder's number, the SLA limit, the fire time.
+    detail: dict[str, Any] = _json(dict)
+    status: str = Field(default="pending", max_length=16)  # pending | sending | sent | logged | failed
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=500)
+    next_at: datetime = _when(default_factory=utcnow)
+    #: While `sending`: when a sender that died mid-send is presumed gone and another may try.
+    lease_until: datetime | None = _when(default=None)
+    created_at: datetime = _when(default_factory=utcnow)
+    sent_at: datetime | None = _when(default=None)
+
+
+class SlaMiss(SQLModel, table=True):
+    """A job over one of its runbook's service levels (`settings.sla`): recorded once per limit."""
+
+    __tablename__ = "sla_misses"
+
+    job_id: str = Field(primary_key=True, max_length=32)
+    limit: str = Field(primary_key=True, max_length=16)  # queued | running | waiting
+    seconds: float
+    at: datetime = _when(default_factory=utcnow)
+
+
+class Cursor(SQLModel, table=True):
+    """How far a reader of job_events has got (the notifier's: the last event it turned into messages)."""
+
+    __tablename__ = "cursors"
+
+    name: str = Field(primary_key=True, max_length=32)
+    position: int = Field(default=0, sa_type=BigInteger)
+
+
 metadata = SQLModel.metadata
 jobs = metadata.tables["jobs"]
 steps = metadata.tables["job_steps"]
@@ -275,5 +337,9 @@ versions = metadata.tables["runbook_versions"]
 users = metadata.tables["users"]
 tokens = metadata.tables["api_tokens"]
 sessions = metadata.tables["sessions"]
+channels = metadata.tables["channels"]
+notifications = metadata.tables["notifications"]
+sla_misses = metadata.tables["sla_misses"]
+cursors = metadata.tables["cursors"]
 hooks = metadata.tables["hooks"]
 schedules = metadata.tables["schedules"]

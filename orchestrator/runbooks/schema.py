@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator import cron
 from orchestrator.runbooks.steps import ForEach, Step, StepBase
+from orchestrator.states import NOTIFY_EVENTS, SLA_LIMITS
+
+NotifyEvent = Literal[NOTIFY_EVENTS]  # type: ignore[valid-type]
 
 InputType = Literal["string", "integer", "number", "boolean", "records", "file"]
 
@@ -29,6 +32,24 @@ class InputSpec(Strict):
     secret: bool = False
 
 
+class Sla(Strict):
+    """Service levels, in seconds: a job over one sends `sla_missed` once for it and shows it."""
+
+    queued: float | None = Field(default=None, gt=0)
+    running: float | None = Field(default=None, gt=0)
+    waiting: float | None = Field(default=None, gt=0)
+
+    def limits(self) -> dict[str, float]:
+        return {name: seconds for name in SLA_LIMITS if (seconds := getattr(self, name)) is not None}
+
+
+class NotifyRule(Strict):
+    """Send a message to `channel` (made with `orchestrator channels add`) on each of these events."""
+
+    on: list[NotifyEvent] = Field(min_length=1)  # type: ignore[valid-type]
+    channel: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+
+
 class RunbookSettings(Strict):
     timeout: float = Field(default=600, gt=0)
     step_timeout: float = Field(default=30, gt=0)
@@ -38,6 +59,7 @@ class RunbookSettings(Strict):
     video: bool = False
     self_approval: bool = True
     dedupe: Literal["none", "inputs"] = "none"
+    sla: Sla | None = None
 
 
 class Schedule(Strict):
@@ -77,6 +99,7 @@ class Runbook(Strict):
     steps: list[Step] = Field(min_length=1)
     outputs: dict[str, Any] = Field(default_factory=dict)
     triggers: list[Trigger] = Field(default_factory=list)
+    notify: list[NotifyRule] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _name_steps(self) -> Runbook:

@@ -11,6 +11,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from orchestrator import templating
+from orchestrator.approvers import check_entry, check_required
 
 
 def _template_only(value: str) -> str:
@@ -159,6 +160,18 @@ class Approval(StepBase):
     message: str
     timeout: Seconds | None = None
     on_timeout: Literal["reject", "approve"] = "reject"
+    #: Who may decide: `user:NAME` / `role:NAME` entries (orchestrator/approvers.py); anyone with
+    #: job:approve when not given. Fixed in the runbook: never a template.
+    approvers: Annotated[list[Annotated[str, AfterValidator(check_entry)]], Field(min_length=1)] | None = None
+    #: Distinct people who must approve; any one reject rejects.
+    required: Annotated[int, Field(ge=1, le=100)] = 1
+    #: Seconds between `approval_reminder` notifications while nobody decided.
+    remind_every: Seconds | None = None
+
+    @model_validator(mode="after")
+    def _enough_approvers(self) -> Approval:
+        check_required(self.approvers, self.required)
+        return self
 
 
 class Export(StepBase):

@@ -274,6 +274,26 @@ class Child(Response):
     status: JobStatus
 
 
+class Notification(Response):
+    """One message about the job to one channel, and how its delivery stands."""
+
+    channel: str
+    event: str
+    status: Literal["pending", "sending", "sent", "logged", "failed"] = Field(
+        description="logged: mail written to the log because ORCH_SMTP_URL is not set; failed: given up after 24 h"
+    )
+    attempts: int
+    last_error: str | None = None
+    created_at: Time
+    sent_at: Time | None = None
+
+
+class SlaMissed(Response):
+    limit: Literal["queued", "running", "waiting"]
+    seconds: float = Field(description="the runbook's limit that the job went over")
+    at: Time
+
+
 class Job(JobSummary):
     """The whole job (SPEC section 6)."""
 
@@ -286,6 +306,8 @@ class Job(JobSummary):
     children: list[Child] = Field(default_factory=list)
     artifacts: list[Artifact] = Field(default_factory=list)
     audit: list[AuditEntry] = Field(default_factory=list)
+    notifications: list[Notification] = Field(default_factory=list)
+    sla_missed: list[SlaMissed] = Field(default_factory=list, description="service levels (settings.sla) missed")
 
 
 class Page(Response):

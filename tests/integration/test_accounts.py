@@ -26,8 +26,8 @@ steps:
 """
 
 
-def orchestrator(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
-    """`orchestrator ARGS...` on this test's database, as an admin types it."""
+def orchestrator(env: Env, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`orchestrator ARGS...` on this test's database, as an admin types it (`stdin`: what they type in)."""
     environment = {
         "ORCH_DATABASE_URL": env.settings.database_url,
         "ORCH_DATA_DIR": str(env.settings.data_dir),
@@ -35,7 +35,9 @@ def orchestrator(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
         "PATH": "/usr/bin:/bin",
     }
     command = [str(ROOT / ".venv" / "bin" / "orchestrator"), *args]
-    return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        command, env=environment, input=stdin, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 @contextlib.asynccontextmanager

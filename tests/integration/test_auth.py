@@ -93,6 +93,7 @@ API = [
     ("GET", "/api/v1/jobs/{done}/artifacts/{artifact}", "job:view"),
     ("GET", "/api/v1/jobs/{done}/events", "job:view"),
     ("GET", "/api/v1/events", "job:view"),
+    ("GET", "/api/v1/approvals", "job:view"),
     ("POST", "/api/v1/jobs/{done}/rerun", "job:run"),
     ("POST", "/api/v1/jobs/{waiting}/approve", "job:approve"),
     ("POST", "/api/v1/jobs/{waiting}/reject", "job:approve"),
@@ -100,7 +101,7 @@ API = [
     ("POST", "/api/v1/jobs/{paused}/resume", "job:control"),
     ("POST", "/api/v1/jobs/{waiting}/cancel", "job:control"),
 ]
-PAGES = ["/", "/jobs", "/jobs/{done}", "/runbooks", "/runbooks/gate"]
+PAGES = ["/", "/jobs", "/jobs/{done}", "/runbooks", "/runbooks/gate", "/approvals"]
 
 
 async def _call(client: httpx.AsyncClient, method: str, path: str) -> int:

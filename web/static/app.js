@@ -41,7 +41,7 @@ function setIndicator(state) {
  * reconnects by itself with Last-Event-ID; when the browser gives up (readyState CLOSED, after an HTTP
  * error), a new one is opened with backoff, resuming after the last event seen (`last_event_id`).
  */
-function connect(url, handlers, lastId = "") {
+export function connect(url, handlers, lastId = "") {
   const conn = { source: null, stopped: false, retry: 1000, lastId };
   const open = () => {
     if (conn.stopped) return;
@@ -106,7 +106,7 @@ function initJobsTables(tbodies) {
 // ---------------------------------------------------------------- job page
 
 /** Every piece of the job page, for a page that must catch up (a `snapshot` after a long absence). */
-const EVERYTHING = ["head", "approval", "metrics", "steps", "children", "records", "io", "artifacts", "video", "audit"];
+const EVERYTHING = ["head", "approval", "metrics", "steps", "children", "records", "io", "artifacts", "video", "audit", "notifications"];
 
 function initJob(root) {
   const jobId = root.dataset.jobId;
@@ -268,7 +268,7 @@ function initJob(root) {
     `${base}/events`,
     {
       snapshot: () => want(...EVERYTHING),
-      status: () => want("head", "approval", "metrics", "audit"),
+      status: () => want("head", "approval", "metrics", "audit", "notifications"),
       step(data) {
         const id = (isObject(data.step) ? data.step : data).id;
         want(`step:${id}`, `artifacts:${id}`, "metrics");
@@ -282,7 +282,10 @@ function initJob(root) {
       },
       artifact: (data) => want(`artifact:${data.artifact?.id}`, "video"),
       approval: () => want("approval", "head"),
-      log: appendLog,
+      log(data) {
+        appendLog(data);
+        want("notifications"); // a missed service level is announced as a log line
+      },
       child: () => want("children"),
       record(data) {
         role("records-section").hidden = false;

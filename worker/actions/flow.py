@@ -12,7 +12,9 @@ from worker.context import StepContext
 async def approval(ctx: StepContext, step: Approval) -> dict[str, Any] | None:
     """The job waits on the same page (its browser kept) until approved, rejected, timed out or cancelled."""
     timeout = float(step.timeout) if step.timeout is not None else None
-    return await ctx.ask(ctx, step.message, timeout, step.on_timeout)
+    remind = float(step.remind_every) if step.remind_every is not None else None
+    who = {"approvers": step.approvers, "required": step.required, "remind_every": remind}
+    return await ctx.ask(ctx, step.message, timeout, step.on_timeout, who)
 
 
 async def run_runbook(ctx: StepContext, step: RunRunbook) -> dict[str, Any] | None:
