@@ -76,6 +76,11 @@ FINISH = Move(
 )
 #: A run stops at an approval step, on the same page.
 ASK = Move("ask approval", frozenset({S.RUNNING}), frozenset({S.WAITING_FOR_APPROVAL}))
+#: A run stops at a handoff step for a person to act in its live browser (the job shows as paused).
+HAND_OFF = Move("hand off", frozenset({S.RUNNING}), frozenset({S.PAUSED}))
+#: The handoff's `until` held, or its time ran out: the run goes on (to fail the step, on a timeout).
+#: A person who resumed or cancelled in the same instant stands.
+HANDOFF_DONE = Move("handoff done", frozenset({S.PAUSED}), frozenset({S.RUNNING}), lost=Lost.YIELD)
 #: Nobody decided in time: the step's on_timeout decides (the asking run, or the sweep when it is
 #: gone). A person who decided in the same instant stands.
 TIME_OUT = Move("time out", frozenset({S.WAITING_FOR_APPROVAL}), frozenset({S.RUNNING, S.FAILED}), lost=Lost.YIELD)
@@ -91,7 +96,7 @@ HAND_BACK = Move("hand back", frozenset({S.RUNNING}), frozenset({S.QUEUED}), los
 #: was read in the same transaction.
 MIRROR = Move("mirror", EVERY, EVERY, checked=False)
 
-MOVES = (CLAIM, FINISH, ASK, TIME_OUT, ACT, REAP, HAND_BACK, MIRROR)
+MOVES = (CLAIM, FINISH, ASK, HAND_OFF, HANDOFF_DONE, TIME_OUT, ACT, REAP, HAND_BACK, MIRROR)
 
 
 def make_sync(

@@ -30,6 +30,8 @@ class StepContext:
     #: required, remind_every) -> the decision; raises on reject.
     ask: Callable[[StepContext, str, float | None, str, dict[str, Any]], Awaitable[dict[str, Any]]]
     policy: UrlPolicy = field(default_factory=UrlPolicy)
+    #: Pause for a person to act in the live browser: (context, message, timeout or None, until or None).
+    hand_off: Callable[[StepContext, str, float | None, dict[str, Any] | None], Awaitable[dict[str, Any]]] | None = None
     #: Start a child job of another runbook and wait for it (run_runbook).
     run_child: Callable[[StepContext, Any], Awaitable[dict[str, Any]]] | None = None
     retries: int = 0

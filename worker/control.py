@@ -15,19 +15,34 @@ from sqlalchemy import select
 from orchestrator.approvals import timeout_decision
 from orchestrator.db import tables as t
 from orchestrator.db.tables import utcnow
-from orchestrator.errors import ApprovalRefused
+from orchestrator.errors import ApprovalRefused, StepTimeout
 from orchestrator.states import JobStatus, StepStatus
 from orchestrator.views import artifact_url, iso
 from worker.committer import Statement
 from worker.context import StepContext
 from worker.deps import Deps
 from worker.masks import jsonable
-from worker.ops import RequestApproval, TimeOutApproval
+from worker.ops import HandOff, HandoffDone, RequestApproval, TimeOutApproval
 from worker.statements import INSERT_ARTIFACT
 from worker.writer import RunWriter
 
 #: How often a waiting or running job looks at its status in case a Redis signal was missed.
 CONTROL_POLL_S = 2.0
+#: How often a handoff looks at the page for its `until`.
+HANDOFF_LOOK_S = 0.25
+
+
+async def _holds(page: Any, until: dict[str, Any]) -> bool:
+    """Whether the page shows `until` now: its selector visible, and/or its URL matching (a glob, as
+    Playwright's wait_for_url takes it). A page that is busy navigating does not hold yet."""
+    try:
+        if until.get("selector") and not await page.locator(until["selector"]).first.is_visible(timeout=0):
+            return False
+        if until.get("url"):
+            await page.wait_for_url(until["url"], timeout=1, wait_until="commit")
+    except Exception:  # noqa: BLE001 - a page between documents, a URL not matched: not yet
+        return False
+    return True
 
 
 class Control:
@@ -162,6 +177,69 @@ class Control:
             raise ApprovalRefused(str(decided.get("comment")))
         who = decided.get("by") or "the orchestrator"
         raise ApprovalRefused(f"Rejected by {who}" + (f": {decided['comment']}" if decided.get("comment") else "."))
+
+    # -- handoffs --------------------------------------------------------------------------------
+
+    async def hand_off(
+        self, ctx: StepContext, message: str, seconds: float | None, until: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Pause the job for a person to act in its live browser, holding no worker slot, until `until`
+        holds on the page (looked at every HANDOFF_LOOK_S), someone presses Resume, or `seconds` run out."""
+        page = await ctx.page()
+        handoff = {
+            "step_id": ctx.step_id,
+            "message": message,
+            "requested_at": iso(utcnow()),
+            "timeout_s": seconds,
+            "until": until,
+            "url_before": page.url,
+        }
+        writer = self._writer
+        writer.quiet()  # the step is announced as waiting instead
+        row = {**writer.step, "status": StepStatus.WAITING.value}
+        await writer.write(
+            HandOff(self._job_id, self._attempt, handoff),
+            statements=[writer.update_step(row)],
+            events=[writer.step_event(row)],
+        )
+        outcome, status = await self._wait_for_person(page, seconds, until)
+        if status is JobStatus.CANCELLED:
+            self.cancelled = True
+            raise asyncio.CancelledError
+        if outcome == "timed out":
+            raise StepTimeout(f"Nobody finished the handoff within {seconds:g} s: {message}")
+        return {"outcome": outcome, "url": page.url}
+
+    async def _wait_for_person(
+        self, page: Any, seconds: float | None, until: dict[str, Any] | None
+    ) -> tuple[str, JobStatus]:
+        """(how the handoff ended: done, resumed or timed out; the job's status then)."""
+        began = time.monotonic()
+        deadline = None if seconds is None else began + seconds
+        self._deps.slots.park()
+        try:
+            status, looked = await self.status(), time.monotonic()
+            while status is JobStatus.PAUSED:
+                if until is not None and await _holds(page, until):
+                    return "done", await self._end_handoff("done")
+                if deadline is not None and time.monotonic() >= deadline:
+                    return "timed out", await self._end_handoff("timed out")
+                self._news.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(HANDOFF_LOOK_S):
+                        await self._news.wait()
+                if self._news.is_set() or time.monotonic() - looked >= CONTROL_POLL_S:
+                    status, looked = await self.status(), time.monotonic()
+            if status is JobStatus.RUNNING:
+                await self._writer.write(HandoffDone(self._job_id, self._attempt, "resumed"))
+            return "resumed", status
+        finally:
+            self.deadline += time.monotonic() - began
+            await self._deps.slots.unpark()
+
+    async def _end_handoff(self, outcome: str) -> JobStatus:
+        await self._writer.write(HandoffDone(self._job_id, self._attempt, outcome))
+        return await self.status()
 
     async def _earlier_decision(self, step_id: str) -> dict[str, Any] | None:
         """The decision the re-run job took at this approval step, if it got that far."""

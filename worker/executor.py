@@ -364,6 +364,7 @@ class Executor:
             deadline=time.monotonic(),
             load_artifact=self.session.load_artifact,
             ask=self.control.ask,
+            hand_off=self.control.hand_off,
             policy=self.deps.policy,
             run_child=self.child.run,
         )

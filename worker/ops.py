@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from orchestrator.approvals import timed_out
@@ -19,7 +19,7 @@ from orchestrator.db import tables as t
 from orchestrator.db.tables import utcnow
 from orchestrator.events import Pending
 from orchestrator.states import JobStatus
-from orchestrator.transitions import ASK, CLAIM, FINISH, TIME_OUT, Planned, make_sync
+from orchestrator.transitions import ASK, CLAIM, FINISH, HAND_OFF, HANDOFF_DONE, TIME_OUT, Planned, make_sync
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,33 @@ class RequestApproval(JobOp):
     def __call__(self, conn: Connection, events: list[Pending]) -> None:
         make_sync(conn, ASK, self.job_id, attempt=self.attempt, values=self.plan().values, events=events)
         self.won(events)
+
+
+@dataclass(frozen=True)
+class HandOff(JobOp):
+    """The run stops at a handoff step: the job is paused with the handoff (its message is the reason)."""
+
+    handoff: dict[str, Any]
+
+    def __call__(self, conn: Connection, events: list[Pending]) -> None:
+        make_sync(conn, HAND_OFF, self.job_id, attempt=self.attempt, values={"handoff": self.handoff}, events=events)
+
+
+@dataclass(frozen=True)
+class HandoffDone(JobOp):
+    """The handoff ended by itself (`until` held, or its time ran out): the job runs again, unless a person
+    resumed or cancelled it first. `outcome` is recorded in the handoff (done, timed out)."""
+
+    outcome: str
+
+    def __call__(self, conn: Connection, events: list[Pending]) -> None:
+        jobs = t.jobs.c
+        handoff = conn.execute(select(jobs.handoff).where(jobs.id == self.job_id)).scalar() or {}
+        ended = {**handoff, "outcome": self.outcome, "done_at": utcnow().isoformat()}
+        # recorded whoever moves the job on (a person's Resume too), fenced by the run's attempt
+        conn.execute(update(t.jobs).where(jobs.id == self.job_id, jobs.attempt == self.attempt).values(handoff=ended))
+        if self.outcome != "resumed":
+            make_sync(conn, HANDOFF_DONE, self.job_id, attempt=self.attempt, events=events)
 
 
 @dataclass(frozen=True)

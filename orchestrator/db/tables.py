@@ -85,6 +85,9 @@ class Job(SQLModel, table=True):
     metrics: dict[str, Any] = _json(dict)
     record_counts: dict[str, Any] = _json(dict)
     approval: dict[str, Any] | None = _json()
+    #: The last handoff (a person acts in the live browser): step, message (the pause's reason), when
+    #: asked, its time limit and `until`, and how it ended.
+    handoff: dict[str, Any] | None = _json()
     checkpoint: dict[str, Any] | None = _json()
     parent_id: str | None = Field(default=None, max_length=32, index=True)
     attempt: int = 1

@@ -174,6 +174,33 @@ class Approval(StepBase):
         return self
 
 
+class HandoffUntil(BaseModel):
+    """When a handoff is done by itself: the page shows `selector` (visible), and/or its URL matches
+    `url` (a glob, as Playwright's `wait_for_url` takes it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    selector: str | None = None
+    url: str | None = None
+
+    @model_validator(mode="after")
+    def _needs_one(self) -> HandoffUntil:
+        if self.selector is None and self.url is None:
+            raise ValueError("until needs a selector, a url, or both")
+        return self
+
+
+class Handoff(StepBase):
+    """A person finishes something in the live browser (a one-time code, a CAPTCHA): the job is paused
+    with `message` as its reason until `until` holds on the page or someone presses Resume."""
+
+    action: Literal["handoff"]
+    waits_for_person: ClassVar[bool] = True
+    message: str
+    timeout: Seconds | None = 900.0
+    until: HandoffUntil | None = None
+
+
 class Export(StepBase):
     action: Literal["export"]
     browser: ClassVar[bool] = False
@@ -245,6 +272,7 @@ Step = Annotated[
     | Assert
     | Screenshot
     | Approval
+    | Handoff
     | Export
     | Download
     | Upload

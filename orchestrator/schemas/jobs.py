@@ -252,6 +252,11 @@ class JobSummary(Response):
     metrics: Metrics = Field(default_factory=Metrics)
     record_counts: RecordCounts = Field(default_factory=RecordCounts)
     approval: dict[str, Any] | None = Field(default=None, description="the pending request or the last decision")
+    handoff: dict[str, Any] | None = Field(
+        default=None,
+        description="the last handoff step: step_id, message (the reason a paused job waits), requested_at, "
+        "timeout_s, until, and once it ended outcome (done, resumed, timed out) and done_at",
+    )
     parent_id: str | None = None
     attempt: int = 1
     preview: bool = False
