@@ -63,3 +63,24 @@ def rate_key(name: str) -> str:
 def worker_key(worker_id: str) -> str:
     """A worker process's record (JSON), renewed by its heartbeat; it expires when the worker is long gone."""
     return f"orch:worker:{worker_id}"
+
+
+def control_key(job_id: str) -> str:
+    """Who holds the wheel of a waiting job's live browser (orchestrator/control.py): JSON, no TTL (its
+    idleness is judged from `last_input_at`, so giving it back on expiry is audited)."""
+    return f"orch:control:{job_id}"
+
+
+def input_key(job_id: str) -> str:
+    """The inputs sent to a job's live browser, in order, until its run dispatches them (never stored)."""
+    return f"orch:input:{job_id}"
+
+
+def page_url_key(job_id: str) -> str:
+    """The URL of a waiting job's page, as its run last saw it (for the control audit)."""
+    return f"orch:page-url:{job_id}"
+
+
+def controls_of_key(user: str) -> str:
+    """The jobs whose wheel a person holds: given back when they sign out."""
+    return f"orch:controls-of:{user}"

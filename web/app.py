@@ -20,7 +20,7 @@ from orchestrator.config import Settings
 from orchestrator.events import Hub
 from orchestrator.services import Services
 from orchestrator.states import JobStatus, StepStatus, allowed_actions
-from web import api, approvals, auth, channels, metrics, openapi, pages, workers
+from web import api, approvals, auth, channels, control, metrics, openapi, pages, workers
 from web.errors import HANDLERS
 from web.feed import Feed
 from web.security import BodyLimit, SecurityHeaders
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         *auth.ROUTES,
         *openapi.ROUTES,
+        *control.ROUTES,  # before api's /api/v1/jobs/{id}/{action}
         *api.ROUTES,
         *pages.ROUTES,
         *workers.ROUTES,

@@ -16,7 +16,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from orchestrator import auth, hooks, inbox
+from orchestrator import auth, control, hooks, inbox
 from orchestrator.auth import Principal
 from orchestrator.errors import Forbidden, NotFound, NotSignedIn
 from orchestrator.ratelimit import rate_limit, refuse_when_spent
@@ -279,6 +279,8 @@ async def logout(request: Request) -> Response:
     principal = principal_of(request)
     if principal is not None and principal.session_id:
         await auth.logout(request.app.state.svc.engine, principal.session_id)
+        svc = request.app.state.svc  # whatever live browser they held is given back
+        await control.give_back_all(svc.engine, svc.redis, principal.actor, "signed out")
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response

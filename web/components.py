@@ -14,6 +14,7 @@ from orchestrator.runbooks.schema import Runbook
 from orchestrator.schemas.approvals import ApprovalInbox
 from orchestrator.schemas.channels import Channel, ChannelBody, ChannelList
 from orchestrator.schemas.common import Error
+from orchestrator.schemas.control import ControlState, InputAccepted, InputBody
 from orchestrator.schemas.ingest import IngestJob, IngestPatch
 from orchestrator.schemas.inputs import inputs_schema
 from orchestrator.schemas.jobs import ActionBody, Job, JobBody, JobList, RecordPage
@@ -42,6 +43,7 @@ REQUESTS: list[type[BaseModel]] = [
     ScheduleCreate,
     ScheduleUpdate,
     ChannelBody,
+    InputBody,
 ]
 RESPONSES: list[type[BaseModel]] = [
     Error,
@@ -63,6 +65,8 @@ RESPONSES: list[type[BaseModel]] = [
     WorkerList,
     Channel,
     ChannelList,
+    ControlState,
+    InputAccepted,
     ApprovalInbox,
 ]
 

@@ -177,6 +177,25 @@ PATHS: dict[str, Any] = {
             requestBody=_body("ActionBody"),
         ),
     },
+    "/api/v1/jobs/{job_id}/control": {
+        "parameters": [JOB],
+        "post": _op(
+            "Take control of a paused or waiting job's live browser (job:control); 409 naming who holds it",
+            {"200": _json("ControlState"), **_errors(404, 409)},
+        ),
+        "delete": _op(
+            "Give control back (job:control)",
+            {"200": {"description": "`{job_id, given_back}`: false when the caller held none"}, **_errors()},
+        ),
+    },
+    "/api/v1/jobs/{job_id}/input": {
+        "parameters": [JOB],
+        "post": _op(
+            "Send one input to the live browser while holding control (job:control); typed text is never stored",
+            {"202": _json("InputAccepted", "Accepted"), **_errors(400, 404, 409, 413, 422)},
+            requestBody={"required": True, "content": {"application/json": {"schema": ref("InputBody")}}},
+        ),
+    },
     "/api/v1/jobs/{job_id}/rerun": {
         "parameters": [JOB],
         "post": _op(

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy import select
 
+from orchestrator import control
 from orchestrator.approvals import timeout_decision
 from orchestrator.db import tables as t
 from orchestrator.db.tables import utcnow
 from orchestrator.errors import ApprovalRefused, StepTimeout
+from orchestrator.keys import page_url_key
 from orchestrator.states import JobStatus, StepStatus
 from orchestrator.views import artifact_url, iso
 from worker.committer import Statement
@@ -26,10 +30,26 @@ from worker.ops import HandOff, HandoffDone, RequestApproval, TimeOutApproval
 from worker.statements import INSERT_ARTIFACT
 from worker.writer import RunWriter
 
+log = logging.getLogger(__name__)
+
 #: How often a waiting or running job looks at its status in case a Redis signal was missed.
 CONTROL_POLL_S = 2.0
 #: How often a handoff looks at the page for its `until`.
 HANDOFF_LOOK_S = 0.25
+
+
+async def _dispatch(page: Any, event: dict[str, Any]) -> None:
+    """One input as a person would make it: a click at viewport (CSS pixel) coordinates, text typed
+    into the focused element, a key press, a wheel scroll."""
+    kind = event["type"]
+    if kind == "click":
+        await page.mouse.click(event["x"], event["y"])
+    elif kind == "type":
+        await page.keyboard.type(event["text"])
+    elif kind == "key":
+        await page.keyboard.press(event["key"])
+    elif kind == "scroll":
+        await page.mouse.wheel(event.get("dx", 0), event.get("dy", 0))
 
 
 async def _holds(page: Any, until: dict[str, Any]) -> bool:
@@ -53,6 +73,7 @@ class Control:
         attempt: int,
         writer: RunWriter,
         snapshot: Callable[[], Awaitable[bytes | None]],
+        page: Callable[[], Any] = lambda: None,
     ) -> None:
         self.cancelled = False
         #: When the job's time limit runs out (monotonic); each wait for a person moves it on.
@@ -64,6 +85,8 @@ class Control:
         self._attempt = attempt
         self._writer = writer
         self._snapshot = snapshot  # the page as an image, for an approval's evidence
+        self._page = page  # the job's page, if open: where a person's input goes while the run waits
+        self._input_news = False
         self._news = asyncio.Event()
         self._pause_requested = False
         self._checked_at = time.monotonic()
@@ -71,6 +94,10 @@ class Control:
 
     def signal(self, action: str) -> None:
         """A person acted on the job (the worker relays the Redis message)."""
+        if action == "input":  # someone at the wheel sent input (orchestrator/control.py)
+            self._input_news = True
+            self._news.set()
+            return
         if action == "pause":
             self._pause_requested = True
         self._news.set()
@@ -104,9 +131,11 @@ class Control:
         began = time.monotonic()
         deadline = None if seconds is None else began + seconds
         self._deps.slots.park()
+        await self._at_the_wheel_begins()
         try:
             while True:
                 self._news.clear()
+                await self._serve_inputs()
                 status = await self.status()
                 left = CONTROL_POLL_S if deadline is None else min(CONTROL_POLL_S, deadline - time.monotonic())
                 if status not in statuses or left <= 0:
@@ -116,7 +145,55 @@ class Control:
                         await self._news.wait()
         finally:
             self.deadline += time.monotonic() - began
+            await self._at_the_wheel_ends()
             await self._deps.slots.unpark()
+
+    # -- a person at the wheel (orchestrator/control.py) ----------------------------------------
+
+    async def _at_the_wheel_begins(self) -> None:
+        """The run waits on its page: note its URL (the control audit's "before")."""
+        await self._note_url()
+
+    async def _at_the_wheel_ends(self) -> None:
+        """The wait is over (resumed, decided, cancelled): whoever held the wheel has it no more."""
+        redis, engine = self._deps.svc.redis, self._deps.svc.engine
+        with contextlib.suppress(RedisError, OSError):
+            await self._serve_inputs()
+            await control.give_back(engine, redis, self._job_id, None, "the job went on")
+
+    async def _note_url(self) -> None:
+        page = self._page()
+        if page is not None and not page.is_closed():
+            with contextlib.suppress(RedisError, OSError):
+                await self._deps.svc.redis.set(page_url_key(self._job_id), page.url, ex=24 * 3600)
+
+    async def _serve_inputs(self) -> None:
+        """Dispatch the inputs sent to this job's page, in order (Playwright's mouse and keyboard: CDP
+        Input.dispatch* events); the text typed is never logged. Also gives back idle control."""
+        if not self._input_news and time.monotonic() - self._checked_at < CONTROL_POLL_S:
+            return
+        self._input_news = False
+        redis, engine = self._deps.svc.redis, self._deps.svc.engine
+        try:
+            inputs = await control.take_inputs(redis, self._job_id)
+            await control.expire_idle(engine, redis, self._job_id)
+        except (RedisError, OSError) as exc:
+            log.warning("job %s: the inputs sent to its browser could not be read (%s)", self._job_id, exc)
+            return
+        page = self._page()
+        if not inputs or page is None or page.is_closed():
+            return
+        for event in inputs:
+            try:
+                await _dispatch(page, event)
+            except Exception as exc:  # noqa: BLE001 - a page that navigated away mid-input: the next one goes on
+                log.warning(
+                    "job %s: a %s input could not reach the page (%s)",
+                    self._job_id,
+                    event.get("type"),
+                    type(exc).__name__,
+                )
+        await self._note_url()
 
     async def honour_pause(self) -> None:
         """At a step boundary: stop here while the job is paused (asked by signal, or seen by a poll)."""
@@ -217,9 +294,11 @@ class Control:
         began = time.monotonic()
         deadline = None if seconds is None else began + seconds
         self._deps.slots.park()
+        await self._at_the_wheel_begins()
         try:
             status, looked = await self.status(), time.monotonic()
             while status is JobStatus.PAUSED:
+                await self._serve_inputs()
                 if until is not None and await _holds(page, until):
                     return "done", await self._end_handoff("done")
                 if deadline is not None and time.monotonic() >= deadline:
@@ -235,6 +314,7 @@ class Control:
             return "resumed", status
         finally:
             self.deadline += time.monotonic() - began
+            await self._at_the_wheel_ends()
             await self._deps.slots.unpark()
 
     async def _end_handoff(self, outcome: str) -> JobStatus:

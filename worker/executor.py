@@ -55,7 +55,7 @@ class Executor:
         self.writer = RunWriter(job_id, attempt, deps.committer)
         self.watcher = Watcher(deps, job_id, attempt, self.writer)
         self.session = Session(deps, job_id, attempt, self.watcher, self.writer)
-        self.control = Control(deps, job_id, attempt, self.writer, self.session.snapshot)
+        self.control = Control(deps, job_id, attempt, self.writer, self.session.snapshot, lambda: self.session.page)
         self.hold = Hold(deps, job_id, attempt)
         self.tally = Tally()
         self.records = RecordLoop(self.writer, self.control, self.session, self.tally, deps.committer, self._nested)
