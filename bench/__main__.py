@@ -2,7 +2,7 @@
 
 Writes bench/results.md (a table) and prints it. `python -m bench throughput` runs only the
 throughput rows (SQLite, PostgreSQL with one worker and with two) and prints them; `python -m bench
-cluster` only the cluster row (bench/cluster.py), `python -m bench notify` only the approval-mail row.
+cluster` only the cluster row (bench/cluster.py), `python -m bench notify` only the approval-mail row, `python -m bench takeover` only the input-to-frame row.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from arq import Worker
 from arq.connections import create_pool
 from sqlalchemy import select
 
-from bench import cluster, control, joblist, metrics, notify, watching
+from bench import cluster, control, joblist, metrics, notify, takeover, watching
 from bench.harness import (
     THREE_STEPS,
     cpu_seconds,
@@ -325,7 +325,7 @@ def table(rows: list[tuple[str, str, str, str]]) -> str:
 
 
 async def main(sections: list[str]) -> None:
-    alone = {"throughput": throughput, "cluster": cluster.run, "notify": notify.run}
+    alone = {"throughput": throughput, "cluster": cluster.run, "notify": notify.run, "takeover": takeover.run}
     if len(sections) == 1 and sections[0] in alone:
         with redis_server() as redis_url:
             print(table(await alone[sections[0]](redis_url)))
@@ -379,6 +379,7 @@ async def main(sections: list[str]) -> None:
         rows += await joblist.run(redis_url)
         rows += await metrics.run(redis_url)
         rows += await notify.run(redis_url)
+        rows += await takeover.run(redis_url)
     with redis_server() as redis_url:
         rows += await watching.run(redis_url)
     with redis_server() as redis_url:
