@@ -2,7 +2,8 @@
 
 Writes bench/results.md (a table) and prints it. `python -m bench throughput` runs only the
 throughput rows (SQLite, PostgreSQL with one worker and with two) and prints them; `python -m bench
-cluster` only the cluster row (bench/cluster.py), `python -m bench notify` only the approval-mail row, `python -m bench takeover` only the input-to-frame row.
+cluster` only the cluster row (bench/cluster.py), `python -m bench notify` only the approval-mail row,
+`python -m bench takeover` only the input-to-frame row.
 """
 
 from __future__ import annotations
