@@ -150,6 +150,40 @@ async def test_an_approver_approves_on_the_job_page_and_the_order_is_placed(dev:
         await context.close()
 
 
+async def test_the_handoff_demo_is_finished_by_a_person_at_the_wheel(dev: DevApp, browser: Browser) -> None:
+    """demo-handoff stops at a one-time code only a person has (shown on /demo/phone.html); an operator
+    takes the wheel, types it into the live browser, and the job goes on by itself."""
+    context = await browser.new_context()
+    try:
+        phone = await context.new_page()
+        async with dev.api("operator") as http:
+            created = await http.post("/api/v1/runbooks/demo-handoff/jobs", json={})
+            assert created.status_code == 201, created.text
+            job_id = created.json()["id"]
+            async with asyncio.timeout(60):
+                while (job := (await http.get(f"/api/v1/jobs/{job_id}")).json())["status"] != "paused":
+                    await asyncio.sleep(0.2)
+            assert job["handoff"]["message"].startswith("Enter the one-time code shown on")
+            await phone.goto(f"{dev.url}/demo/phone.html")
+            await expect(phone.locator("#phone-code")).not_to_have_text("······")
+            code = await phone.locator("#phone-code").inner_text()
+            assert (await http.post(f"/api/v1/jobs/{job_id}/control")).status_code == 200
+            for event in ({"type": "type", "text": code}, {"type": "key", "key": "Enter"}):  # the field has focus
+                assert (await http.post(f"/api/v1/jobs/{job_id}/input", json=event)).status_code == 202
+            async with asyncio.timeout(60):
+                while (job := (await http.get(f"/api/v1/jobs/{job_id}")).json())["status"] not in (
+                    "completed",
+                    "failed",
+                ):
+                    await asyncio.sleep(0.2)
+        assert job["status"] == "completed", job["error"]
+        assert job["outputs"]["dashboard"] == "Signed in: welcome to your dashboard"
+        assert [e["action"] for e in job["audit"]] == ["take_control", "give_back"]
+        assert code not in str(job)
+    finally:
+        await context.close()
+
+
 def test_ctrl_c_stops_the_dev_process_and_its_embedded_redis(dev: DevApp) -> None:
     before = children(dev.process.pid)
     redis = [pid for pid, name in before.items() if name.startswith("redis-server")]
