@@ -15,6 +15,7 @@
 import { $, $$, api, clock, el, isObject, localizeTimes, pad, parseTime, toast } from "./kit.js";
 import { batcher, fetchPieces, openStep, place } from "./pieces.js";
 import { initRunForm, initScheduleButton } from "./run_form.js";
+import { initControl } from "./control.js";
 
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
 
@@ -128,10 +129,11 @@ function initJob(root) {
     query.set("status", records.status);
     query.set("limit", String(records.limit));
     for (const fresh of await fetchPieces(`/jobs/${encodeURIComponent(jobId)}/parts?${query}`)) place(root, fresh, fits);
+    control.sync();
     followEnd();
   }, 150);
 
-  // --- the live view: screenshots, and live frames while somebody watches
+  // --- the live view: screenshots, and live frames while somebody watches; taking the wheel (control.js)
 
   const local = (url) => (typeof url === "string" && url.startsWith("/") && !url.startsWith("//") ? url : null);
 
@@ -182,6 +184,8 @@ function initJob(root) {
     };
     image.src = href;
   }
+
+  const control = initControl(role("live-view"), base, status, showFrame);
 
   function appendLog(data) {
     const list = role("log");
