@@ -233,6 +233,12 @@ async def job_stream(request: Request) -> EventStream:
         try:
             if snapshot is not None:
                 yield ServerSentEvent(data=json.dumps(snapshot), event="snapshot", id=str(after))
+            # the latest live frame at once: a page that does not change makes no new one (a job waiting
+            # for a person, watched already by someone else, whose screencast is running)
+            with contextlib.suppress(RedisError, OSError):
+                if await svc.redis.exists(frame_key(job_id)):
+                    now = time.time()
+                    yield _frame_event({"job_id": job_id, "seq": int(now * 1000), "at": now})
             async for item in _follow(request, job_id, after, None, frames=True):
                 yield item
         finally:
