@@ -53,15 +53,17 @@ def timed_out(
     return target, values
 
 
-def overdue(approval: dict[str, Any] | None, now: datetime) -> bool:
-    """Whether a pending approval request's timeout has run out (plus the asking worker's grace)."""
-    if not approval or approval.get("decision") or approval.get("timeout_s") is None:
+def overdue(approval: Any, now: datetime) -> bool:
+    """Whether a pending approval request's timeout has run out (plus the asking worker's grace). A
+    record that cannot be read (no mapping, a time or a timeout that is none) never is: it is left to a
+    person (who can cancel the job), and the other jobs' deadlines are kept."""
+    if not isinstance(approval, dict) or approval.get("decision") or approval.get("timeout_s") is None:
         return False
     try:
         asked = parse_time(approval["requested_at"])
-    except (KeyError, ValueError):
+        return asked + timedelta(seconds=float(approval["timeout_s"])) + GRACE <= now
+    except (KeyError, TypeError, ValueError, OverflowError):
         return False
-    return asked + timedelta(seconds=float(approval["timeout_s"])) + GRACE <= now
 
 
 async def time_out_due(engine: AsyncEngine, redis: Redis) -> int:

@@ -4,7 +4,12 @@
 or reject. A person is the human behind a decision: a signed-in user, or the user a token acts for
 (with that user's roles as stored now); a token that acts for nobody, and the command line, match no
 entry. With `required: N`, N distinct people must approve: each approval before the last is a vote in
-the job's approval record (`votes`: by, at, comment, evidence) while the job keeps waiting."""
+the job's approval record (`votes`: by, at, comment, evidence) while the job keeps waiting. Only users
+count as people there: a token that acts for nobody, or the command line, cannot tell one person from
+another (one person may hold several of them), so they decide no request that needs several people.
+
+A stored record that is not what the worker writes (`readable`) is decided by nobody: every check here
+fails closed on it, and the job can still be cancelled or time out."""
 
 from __future__ import annotations
 
@@ -54,6 +59,11 @@ class Person:
     def of(cls, principal: Principal) -> Person:
         return cls(principal.human, frozenset(principal.person_roles))
 
+    @property
+    def is_user(self) -> bool:
+        """Whether this is a user (user names hold no colon; `token:NAME`, `cli:NAME` do)."""
+        return ":" not in self.name
+
     def matches(self, entry: str) -> bool:
         kind, _, name = entry.partition(":")
         return name == self.name if kind == "user" else kind == "role" and name in self.roles
@@ -66,6 +76,24 @@ async def person(conn: AsyncConnection, human: str) -> Person:
         return Person(human)
     role = (await conn.execute(select(t.users.c.role).where(t.users.c.name == human))).scalar()
     return Person(human, frozenset(roles_of(role or "")))
+
+
+def readable(approval: Any) -> bool:
+    """Whether a stored approval record can be decided on: a mapping whose `approvers` is absent or a
+    non-empty list of entries, `required` absent or a whole number from 1, and `votes` absent or a list
+    of votes (each with `by`, and `at` as a time if given)."""
+    if not isinstance(approval, Mapping):
+        return False
+    entries, needed, given = approval.get("approvers"), approval.get("required"), approval.get("votes")
+    if entries is not None and not (isinstance(entries, list) and entries and all(isinstance(e, str) for e in entries)):
+        return False
+    if needed is not None and not (type(needed) is int and needed >= 1):
+        return False
+    return given is None or (isinstance(given, list) and all(_vote_readable(v) for v in given))
+
+
+def _vote_readable(vote: Any) -> bool:
+    return isinstance(vote, Mapping) and isinstance(vote.get("by"), str) and isinstance(vote.get("at", ""), str)
 
 
 def named(approval: Mapping[str, Any]) -> list[str]:
@@ -96,11 +124,25 @@ def still_needed(approval: Mapping[str, Any]) -> int:
     return max(0, required(approval) - len(votes(approval)))
 
 
-def may_decide(approval: Mapping[str, Any], who: Person, can_approve: bool) -> bool:
+def counts(approval: Mapping[str, Any], who: Person) -> bool:
+    """Whether a decision of `who` can count: any principal's on a request one approval settles, only
+    a user's on one that needs several distinct people."""
+    return who.is_user or required(approval) == 1
+
+
+def may_decide(approval: Any, who: Person, can_approve: bool) -> bool:
     """Whether this person may approve or reject the pending request now: they hold job:approve, the
-    approvers name them (or there are none), and they have not approved it already. (Self-approval is
-    the runbook's rule on top: orchestrator/jobs.py, orchestrator/inbox.py.)"""
-    return can_approve and not approval.get("decision") and is_approver(approval, who) and not vote_of(approval, who)
+    record is readable, the approvers name them (or there are none), they count as a person where
+    several are needed, and they have not approved it already. (Self-approval is the runbook's rule on
+    top: orchestrator/jobs.py, orchestrator/inbox.py.)"""
+    return (
+        can_approve
+        and readable(approval)
+        and not approval.get("decision")
+        and is_approver(approval, who)
+        and counts(approval, who)
+        and not vote_of(approval, who)
+    )
 
 
 def listed(entries: Iterable[str]) -> str:

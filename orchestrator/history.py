@@ -96,7 +96,7 @@ async def remove(svc: Services, runbook: str, job_id: str, actor: str) -> None:
         if JobStatus(row.status) in ACTIVE:
             raise InvalidTransition(f"Job {job_id} is {row.status}: cancel it before deleting it.", status=row.status)
         files = (await conn.execute(select(func.count()).where(t.artifacts.c.job_id == job_id))).scalar() or 0
-        for table in (t.steps, t.records, t.artifacts, t.events):
+        for table in (t.steps, t.records, t.artifacts, t.events, t.notifications, t.sla_misses):
             await conn.execute(delete(table).where(table.c.job_id == job_id))
         await conn.execute(delete(t.jobs).where(t.jobs.c.id == job_id))
         what = (

@@ -45,7 +45,7 @@ async def decidable(engine: AsyncEngine, principal: Principal) -> list[Any]:
     own = {row.version_id for row in mine if row.owner == who.name}
     barred = {version for version in own if not (await load_version(engine, version)).runbook.settings.self_approval}
     mine = [row for row in mine if not (row.owner == who.name and row.version_id in barred)]
-    return sorted(mine, key=lambda row: ((row.approval or {}).get("requested_at") or "", row.id))
+    return sorted(mine, key=lambda row: (str((row.approval or {}).get("requested_at") or ""), row.id))
 
 
 async def count(engine: AsyncEngine, principal: Principal) -> int:
@@ -60,17 +60,33 @@ async def inbox(engine: AsyncEngine, principal: Principal) -> dict[str, Any]:
 
 
 def _item(row: Any) -> dict[str, Any]:
+    """A readable request (orchestrator/approvers.py `readable`) as the inbox shows it; a field of an
+    unexpected type is left out rather than break the whole list."""
     approval = row.approval or {}
+    shot = approval.get("screenshot_url")
+    captured = approval.get("captured")
     return {
         "job_id": row.id,
         "runbook": row.runbook,
         "runbook_version": row.runbook_version,
-        "message": approval.get("message"),
-        "requested_at": approval.get("requested_at"),
-        "step_id": approval.get("step_id"),
-        "screenshot_url": approval.get("screenshot_url"),
-        "captured": approval.get("captured") or {},
-        "votes": approvers.votes(approval),
+        "message": _text(approval.get("message")),
+        "requested_at": _text(approval.get("requested_at")),
+        "step_id": _text(approval.get("step_id")),
+        "screenshot_url": shot if isinstance(shot, str) and shot.startswith(f"/api/v1/jobs/{row.id}/") else None,
+        "captured": captured if isinstance(captured, dict) else {},
+        "votes": [
+            {
+                "by": v["by"],
+                "at": v.get("at", ""),
+                "comment": _text(v.get("comment")),
+                "evidence": _text(v.get("evidence")),
+            }
+            for v in approvers.votes(approval)
+        ],
         "required": approvers.required(approval),
         "approvers": approvers.named(approval) or None,
     }
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -183,7 +183,7 @@ async def act(
         async with writing(svc.engine) as conn:
             outcome = await _record(conn, ask, target, set(sources) & {seen}, values, events)
             await append(conn, events)
-    except (NotAnApprover, ApprovedAlready) as refused:
+    except (NotAnApprover, ApprovedAlready, UnreadableApproval) as refused:
         await _audit_refused(svc, job_id, action, actor, comment, refused.outcome)
         raise
     except Conflict:
@@ -291,23 +291,42 @@ class NotAnApprover(Forbidden):
     outcome = "refused: not an approver"
 
 
+class NotAPerson(NotAnApprover):
+    """An approval that needs several distinct people counts only people's decisions."""
+
+    outcome = "refused: not a person"
+
+
 class ApprovedAlready(Conflict):
     """You approved this request already: the other approvals it needs must come from other people."""
 
     outcome = "refused: approved already"
 
 
+class UnreadableApproval(Conflict):
+    """The job's approval record cannot be read, so nobody can decide on it here."""
+
+    outcome = "refused: unreadable approval"
+
+
 async def _decision(conn: Any, ask: Asked) -> dict[str, Any]:
     """The job's approval record with this person's decision (orchestrator/approvers.py): an approval
     is a vote while the request needs more distinct approvers (no `decision` yet), else the decision; a
-    rejection is the decision at once, and the job's error. Refuses a person the approvers do not
-    name, a second approval by one person, and a decision on a request the person did not see."""
+    rejection is the decision at once, and the job's error. Refuses a record it cannot read, a person the
+    approvers do not name, a principal that is no person where several people must decide, a second
+    approval by one person, and a decision on a request the person did not see."""
     job_id, actor, comment, request_seen = ask.job_id, ask.actor, ask.comment, ask.request_seen
     query = select(t.jobs.c.status, t.jobs.c.approval).where(t.jobs.c.id == job_id).with_for_update()
     row = (await conn.execute(query)).first()  # locked until the move
     if row is None or row.status != JobStatus.WAITING_FOR_APPROVAL.value:
         raise InvalidTransition()  # nothing to decide now: answered with the job's status and actions
     approval = row.approval or {}
+    if not approvers.readable(approval):  # fails closed: no check below can be trusted on it
+        raise UnreadableApproval(
+            f"The approval record of job {job_id} cannot be read, so nobody can decide on it: "
+            "cancel the job, or let its timeout decide.",
+            status=JobStatus.WAITING_FOR_APPROVAL.value,
+        )
     if request_seen is not None and approval.get("requested_at") != request_seen:
         raise Conflict(
             f"The approval you decided on (asked at {request_seen}) has been decided already; job {job_id} "
@@ -319,6 +338,12 @@ async def _decision(conn: Any, ask: Asked) -> dict[str, Any]:
         raise NotAnApprover(
             f"Only {approvers.listed(approvers.named(approval))} may decide on the approval of job {job_id} "
             f"(step {approval.get('step_id')}); {who.name} is not one of them."
+        )
+    if not approvers.counts(approval, who):
+        raise NotAPerson(
+            f"The approval of job {job_id} needs {approvers.required(approval)} distinct people, and {who.name} "
+            "is no person (a token that acts for nobody, or the command line): decide as a signed-in user, "
+            "or with a token that acts for you."
         )
     now = iso(utcnow())
     if ask.action is Action.REJECT:

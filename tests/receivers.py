@@ -1,6 +1,7 @@
 """Real receivers of notifications for the tests: an SMTP server (aiosmtpd, on a free port, in a thread of
 its own) that keeps every message it is sent, and an HTTP server that keeps every POST (a Slack webhook,
-a generic webhook) and can be told to answer 500 the first N times."""
+a generic webhook) and can be told to answer 500 the first N times; and hostile peers: one that trickles
+an answer that never ends, and an SMTP server that refuses every recipient."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import email
 import email.policy
 import json
+import socketserver
 import threading
 import time
 from collections.abc import Iterator
@@ -119,3 +121,49 @@ def http_receiver() -> Iterator[Receiver]:
     with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler), "receiver") as url:
         receiver.url = url
         yield receiver
+
+
+@contextlib.contextmanager
+def trickler(head: bytes, tail: bytes, every_s: float = 0.2) -> Iterator[str]:
+    """A hostile peer on a free port of 127.0.0.1: to each connection it sends `head` at once, then `tail`
+    one byte every `every_s` seconds (looping), never finishing, until the block ends; yields
+    `127.0.0.1:PORT`. As an HTTP receiver (head: a status line and headers announcing a huge body) it
+    answers and never ends the body; with an empty head it never ends its status line or greeting."""
+    stop = threading.Event()
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.settimeout(every_s)
+            with contextlib.suppress(OSError):
+                self.request.sendall(head)
+                sent = 0
+                while not stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        self.request.recv(65536)  # what the client says is read and dropped
+                    self.request.sendall(tail[sent % len(tail) : sent % len(tail) + 1])
+                    sent += 1
+
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler), "trickler") as url:
+        try:
+            yield url.removeprefix("http://")
+        finally:
+            stop.set()
+
+
+class _Refusing:
+    """An SMTP handler that refuses every recipient, as a server that knows none of them does."""
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:  # noqa: N802
+        return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+
+
+@contextlib.contextmanager
+def refusing_smtp_server() -> Iterator[str]:
+    """A real SMTP server that refuses every recipient; yields its smtp:// URL."""
+    port = free_port()
+    controller = Controller(_Refusing(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield f"smtp://127.0.0.1:{port}"
+    finally:
+        controller.stop()

@@ -2,8 +2,10 @@
 
 Where messages come from:
 - job events, read in id order after a cursor kept in the database (`cursors`): a job that waits for an
-  approval (`approval_requested`), failed or completed. Whatever process wrote the event (a worker
-  killed right after it, too), the message is queued from the stored event;
+  approval (`approval_requested`, once a request, and only while it is still open when read), failed or
+  completed. Whatever process wrote the event (a worker killed right after it, too), the message is
+  queued from the stored event. Event ids are made in commit order (orchestrator/events.py), so the
+  cursor never passes an event that commits later;
 - a sweep every SWEEP_S over the jobs that are not finished: approval reminders (`remind_every`) and
   service levels (`settings.sla`: each limit missed once, recorded in `sla_misses`);
 - the scheduler itself, for fire times it missed (`schedule_missed`, orchestrator/scheduler.py).
@@ -27,15 +29,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from orchestrator import events, metrics
-from orchestrator.channels import ChannelNotFound, Sealer, load
+from orchestrator.channels import Sealer, load
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading, writing
 from orchestrator.db.tables import utcnow
 from orchestrator.errors import OrchestratorError
 from orchestrator.notify import outbox
-from orchestrator.notify.messages import compose
+from orchestrator.notify.messages import brief, compose
 from orchestrator.notify.rules import channels_for
-from orchestrator.notify.send import SendError, post, send_mail
+from orchestrator.notify.send import DEADLINE_S, SendError, post, send_mail
 from orchestrator.runbooks.catalog import load_version
 from orchestrator.runbooks.schema import Runbook
 from orchestrator.schemas.common import iso, parse_time
@@ -55,6 +57,7 @@ EVENT_OF_STATUS = {
     JobStatus.WAITING_FOR_APPROVAL.value: "approval_requested",
     JobStatus.FAILED.value: "failed",
     JobStatus.COMPLETED.value: "completed",
+    JobStatus.PAUSED.value: "handoff_requested",  # only when a handoff step paused it (not a person)
 }
 #: The statuses each SLA limit is measured in, and the job's time it runs from.
 SLA_CLOCKS = {
@@ -76,6 +79,7 @@ JOB_COLUMNS = (
     t.jobs.c.created_at,
     t.jobs.c.scheduled_at,
     t.jobs.c.started_at,
+    t.jobs.c.handoff,
 )
 
 
@@ -83,11 +87,17 @@ def _insert(conn: Any) -> Any:
     return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
 
+class JobDeleted(SendError):
+    """The job a message is about is gone (deleted from the history): it is not sent, ever."""
+
+
 class Notifier:
-    def __init__(self, svc: Services) -> None:
+    def __init__(self, svc: Services, deadline_s: float = DEADLINE_S) -> None:
         self.svc = svc
         self.settings = svc.settings
         self.sealer = Sealer(svc.settings.secret_key)
+        #: How long one send may take (orchestrator/notify/send.py), well within the outbox's lease.
+        self.deadline_s = deadline_s
         self._runbooks: OrderedDict[int, Runbook | None] = OrderedDict()
         self._swept = 0.0
         self._stop = asyncio.Event()
@@ -145,8 +155,19 @@ class Notifier:
             name = EVENT_OF_STATUS[event.data["status"]]
             detail: dict[str, Any] = {}
             occasion = ""
+            if name == "handoff_requested":
+                handoff = job["handoff"]
+                if job["status"] != JobStatus.PAUSED.value or not isinstance(handoff, dict) or handoff.get("done_at"):
+                    continue  # a person paused it, or the handoff ended before this was read
+                detail, occasion = {"message": handoff.get("message")}, str(handoff.get("requested_at") or event.id)
             if name == "approval_requested":
-                detail, occasion = {"approval": job["approval"] or {}}, str(event.id)
+                approval = job["approval"]
+                if job["status"] != JobStatus.WAITING_FOR_APPROVAL.value or not isinstance(approval, dict):
+                    continue  # decided (or cancelled) before this was read: nobody is to be asked now
+                if approval.get("decision"):
+                    continue
+                # one message a request, however often its waiting is announced
+                detail, occasion = {"approval": brief(approval)}, str(approval.get("requested_at") or event.id)
             messages += await self._messages(job, name, occasion, detail)
         async with writing(engine) as conn:
             await outbox.queue(conn, messages)
@@ -204,16 +225,24 @@ class Notifier:
                 )
             for row in rows:
                 job = dict(row)
-                runbook = await self._runbook(job["version_id"])
-                if runbook is None:
-                    continue
-                messages = self._reminders(job, runbook, now) + await self._sla(job, runbook, now)
-                if messages:
-                    async with writing(self.svc.engine) as conn:
-                        await outbox.queue(conn, messages)
+                try:
+                    await self._sweep_job(job, now)
+                except (ArithmeticError, AttributeError, LookupError, TypeError, ValueError) as exc:
+                    # a damaged record (an approval that is no mapping, a reminder period that is no
+                    # number): this job is told of no more; the others still are
+                    log.warning("notifier: job %s skipped in the sweep: %s: %s", job["id"], type(exc).__name__, exc)
             if len(rows) < BATCH:
                 return
             after = rows[-1]["id"]
+
+    async def _sweep_job(self, job: dict[str, Any], now: datetime) -> None:
+        runbook = await self._runbook(job["version_id"])
+        if runbook is None:
+            return
+        if reminders := self._reminders(job, runbook, now):
+            async with writing(self.svc.engine) as conn:
+                await outbox.queue(conn, reminders)
+        await self._sla(job, runbook, now)
 
     def _reminders(self, job: dict[str, Any], runbook: Runbook, now: datetime) -> list[Any]:
         approval = job["approval"] or {}
@@ -227,7 +256,7 @@ class Notifier:
         reminder = int((now - asked).total_seconds() // float(every))
         if reminder < 1:
             return []
-        detail = {"approval": approval, "reminder": reminder}
+        detail = {"approval": brief(approval), "reminder": reminder}
         return [
             outbox.Message(
                 job["id"], job["runbook"], "approval_reminder", c, f"{approval['requested_at']}#{reminder}", detail
@@ -235,16 +264,17 @@ class Notifier:
             for c in channels_for(runbook, self.settings, "approval_reminder")
         ]
 
-    async def _sla(self, job: dict[str, Any], runbook: Runbook, now: datetime) -> list[Any]:
+    async def _sla(self, job: dict[str, Any], runbook: Runbook, now: datetime) -> None:
+        """Each limit of `settings.sla` the job is over now, recorded once with its messages."""
         sla = runbook.settings.sla
         if sla is None:
-            return []
+            return
+        approval = job["approval"] if isinstance(job["approval"], dict) else {}
         clocks = {
             "queued_since": job["scheduled_at"] or job["created_at"],
             "started_at": job["started_at"],
-            "requested_at": (job["approval"] or {}).get("requested_at"),
+            "requested_at": approval.get("requested_at"),
         }
-        messages = []
         for limit, seconds in sla.limits().items():
             statuses, clock = SLA_CLOCKS[limit]
             since = clocks[clock]
@@ -252,18 +282,19 @@ class Notifier:
                 continue
             if now - parse_time(since) <= timedelta(seconds=seconds):
                 continue
-            if not await self._missed(job, limit, seconds, now):
-                continue
             detail = {"limit": limit, "seconds": seconds}
-            messages += [
+            messages = [
                 outbox.Message(job["id"], job["runbook"], "sla_missed", c, limit, detail)
                 for c in channels_for(runbook, self.settings, "sla_missed")
             ]
-        return messages
+            await self._missed(job, limit, seconds, now, messages)
 
-    async def _missed(self, job: dict[str, Any], limit: str, seconds: float, now: datetime) -> bool:
-        """Record that `job` went over `limit` (once: True only the first time), with a `log` event on
-        the job's stream and the count in the metrics."""
+    async def _missed(
+        self, job: dict[str, Any], limit: str, seconds: float, now: datetime, messages: list[outbox.Message]
+    ) -> None:
+        """Record that `job` went over `limit` (once), with a `log` event on the job's stream, its
+        messages queued in the same transaction (a miss is never recorded without them), and the count
+        in the metrics."""
         async with writing(self.svc.engine) as conn:
             new = await conn.execute(
                 _insert(conn)(t.sla_misses)
@@ -271,15 +302,15 @@ class Notifier:
                 .on_conflict_do_nothing(index_elements=["job_id", "limit"])
             )
             if not new.rowcount:
-                return False
+                return
             message = f"Service level missed: {limit} for more than {seconds:g} s (settings.sla.{limit})."
             await events.append(
                 conn, [events.Pending(job["id"], "log", {"job_id": job["id"], "level": "warning", "message": message})]
             )
+            await outbox.queue(conn, messages)
         await events.publish(self.svc.redis, [job["id"]])
         await metrics.add_quietly(self.svc.redis, metrics.sla_missed(job["runbook"], limit))
         log.warning("job %s of %s: %s", job["id"], job["runbook"], message)
-        return True
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -291,20 +322,14 @@ class Notifier:
 
     async def _send(self, row: dict[str, Any]) -> None:
         engine = self.svc.engine
+        status: str | None
         try:
-            channel = await load(engine, self.sealer, row["channel"])
-            job = (await self._jobs([row["job_id"]])).get(row["job_id"]) if row["job_id"] else None
-            text = compose(self.settings, row["event"], job, row["detail"] or {})
-            status = outbox.SENT
-            if channel.kind == "email":
-                evidence = await self._evidence(job, row["detail"] or {})
-                if not await send_mail(self.settings, channel, text, evidence):
-                    status = outbox.LOGGED
-            else:
-                await post(channel, text, row["id"], iso(utcnow()) or "")
-            await outbox.done(engine, row, status)
-        except (ChannelNotFound, SendError) as exc:
-            status = await outbox.failed(engine, row, str(exc), self.settings.notify_retry_s)
+            status = await self._deliver(row)
+            if not await outbox.done(engine, row, status):
+                status = None
+        except (OrchestratorError, SendError) as exc:  # no channel by that name, a key changed, the peer
+            for_good = isinstance(exc, JobDeleted)
+            status = await outbox.failed(engine, row, str(exc), self.settings.notify_retry_s, for_good)
             log.warning(
                 "notification %s (%s to %s) not sent, now %s: %s", row["id"], row["event"], row["channel"], status, exc
             )
@@ -313,7 +338,26 @@ class Notifier:
             status = await outbox.failed(
                 engine, row, f"internal error: {type(exc).__name__}", self.settings.notify_retry_s
             )
+        if status is None:
+            log.info("notification %s: another sender took it over after this one's lease ran out", row["id"])
+            return
         await metrics.add_quietly(self.svc.redis, metrics.notification(row["event"], status))
+
+    async def _deliver(self, row: dict[str, Any]) -> str:
+        """Send one claimed message; returns `sent` or `logged` (mail without ORCH_SMTP_URL)."""
+        channel = await load(self.svc.engine, self.sealer, row["channel"])
+        job = None
+        if row["job_id"]:
+            job = (await self._jobs([row["job_id"]])).get(row["job_id"])
+            if job is None:
+                raise JobDeleted(f"job {row['job_id']} was deleted before this message went out")
+        text = compose(self.settings, row["event"], job, row["detail"] or {})
+        if channel.kind == "email":
+            evidence = await self._evidence(job, row["detail"] or {})
+            sent = await send_mail(self.settings, channel, text, evidence, self.deadline_s)
+            return outbox.SENT if sent else outbox.LOGGED
+        await post(channel, text, row["id"], iso(utcnow()) or "", self.deadline_s)
+        return outbox.SENT
 
     async def _evidence(self, job: dict[str, Any] | None, detail: dict[str, Any]) -> bytes | None:
         """The approval's evidence screenshot, to attach to its mail (None when there is none)."""

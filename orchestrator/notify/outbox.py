@@ -5,7 +5,9 @@ A row is `pending` until a sender claims it (`sending`, with a lease, by compare
 wins); then `sent` (or `logged`: mail with no ORCH_SMTP_URL), or `pending` again with a later `next_at`
 after a failure, doubling the wait each time (at most an hour) until GIVE_UP after it was queued, when
 it is `failed` for good. A sender that died mid-send leaves `sending` with an expired lease: the row is
-due again."""
+due again. Each claim counts an attempt, and a sender reports only on its own attempt (`done`, `failed`
+compare the attempt too): a sender that outlived its lease cannot undo the report of the one that took
+the message over, so a message goes out at most once more after a sender is lost."""
 
 from __future__ import annotations
 
@@ -52,6 +54,9 @@ async def queue(conn: AsyncConnection, messages: list[Message]) -> int:
     if not messages:
         return 0
     now = utcnow()
+    unique: dict[str, Message] = {}
+    for message in messages:  # each once (the first), so that one statement never meets itself
+        unique.setdefault(message.dedupe, message)
     rows = [
         {
             "dedupe": m.dedupe,
@@ -65,11 +70,12 @@ async def queue(conn: AsyncConnection, messages: list[Message]) -> int:
             "next_at": now,
             "created_at": now,
         }
-        for m in messages
+        for m in unique.values()
     ]
     insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    done = await conn.execute(insert(t.notifications).on_conflict_do_nothing(index_elements=["dedupe"]), rows)
-    return max(0, done.rowcount or 0)
+    statement = insert(t.notifications).on_conflict_do_nothing(index_elements=["dedupe"])
+    # the ids of the rows made (a many-row rowcount is no count on asyncpg)
+    return len((await conn.execute(statement.returning(t.notifications.c.id), rows)).all())
 
 
 def _due(now: datetime) -> Any:
@@ -101,30 +107,39 @@ async def claim(engine: AsyncEngine, limit: int = 20) -> list[dict[str, Any]]:
     return claimed
 
 
-async def done(engine: AsyncEngine, row: dict[str, Any], status: str) -> None:
-    """A claimed message went out (`sent`, or `logged`); the last error of an earlier try stays shown."""
+def _mine(row: dict[str, Any]) -> Any:
+    """The claimed row, still claimed by this attempt (not taken over after its lease ran out)."""
+    n = t.notifications.c
+    return and_(n.id == row["id"], n.status == SENDING, n.attempts == row["attempts"])
+
+
+async def done(engine: AsyncEngine, row: dict[str, Any], status: str) -> bool:
+    """A claimed message went out (`sent`, or `logged`); the last error of an earlier try stays shown.
+    False when another sender had taken it over (this one's lease ran out): that one reports."""
     async with writing(engine) as conn:
-        await conn.execute(
-            update(t.notifications)
-            .where(t.notifications.c.id == row["id"], t.notifications.c.status == SENDING)
-            .values(status=status, sent_at=utcnow(), lease_until=None)
+        result = await conn.execute(
+            update(t.notifications).where(_mine(row)).values(status=status, sent_at=utcnow(), lease_until=None)
         )
+    return result.rowcount == 1
 
 
-async def failed(engine: AsyncEngine, row: dict[str, Any], error: str, retry_s: float) -> str:
+async def failed(
+    engine: AsyncEngine, row: dict[str, Any], error: str, retry_s: float, for_good: bool = False
+) -> str | None:
     """A claimed message could not go out: due again after a wait that doubles with each attempt, or
-    `failed` for good once GIVE_UP has passed since it was queued. Returns the status it is left in."""
+    `failed` for good once GIVE_UP has passed since it was queued (or at once, `for_good`). Returns the
+    status it is left in; None when another sender had taken it over (that one reports)."""
     now = utcnow()
     wait = min(timedelta(seconds=retry_s * 2 ** (row["attempts"] - 1)), LONGEST_WAIT)
     created = row["created_at"] if row["created_at"].tzinfo else row["created_at"].replace(tzinfo=now.tzinfo)
-    status = FAILED if now + wait - created > GIVE_UP else PENDING
+    status = FAILED if for_good or now + wait - created > GIVE_UP else PENDING
     async with writing(engine) as conn:
-        await conn.execute(
+        result = await conn.execute(
             update(t.notifications)
-            .where(t.notifications.c.id == row["id"], t.notifications.c.status == SENDING)
+            .where(_mine(row))
             .values(status=status, next_at=now + wait, lease_until=None, last_error=error[:500])
         )
-    return status
+    return status if result.rowcount == 1 else None
 
 
 async def of_job(conn: AsyncConnection, job_id: str) -> list[dict[str, Any]]:

@@ -7,11 +7,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from orchestrator import auth, jobs
+from orchestrator import auth, channels, jobs
 from orchestrator.db import tables as t
 from orchestrator.db.engine import reading
+from orchestrator.notify.notifier import Notifier
 from orchestrator.states import Action
 from tests.integration.conftest import Env, http_client, running_worker, step, until
+from tests.receivers import http_receiver
 
 LATER = """
 name: later
@@ -121,3 +123,24 @@ async def test_an_operator_takes_the_wheel_types_the_code_and_the_job_goes_on(
         stored += [str(r) for r in (await conn.execute(select(t.jobs))).all()]
     assert not [s for s in stored if "4711" in s]  # what was typed is nowhere
     assert not [r for r in caplog.records if "4711" in r.getMessage()]
+
+
+async def test_a_handoff_tells_the_runbooks_channels_that_a_person_is_needed(env: Env) -> None:
+    with http_receiver() as hook:
+        await channels.add(
+            env.svc.engine, channels.Sealer(env.settings.secret_key), "ops", "webhook", f"{hook.url}/in", None, "tests"
+        )
+        env.write(MANUAL.replace("steps:", "notify:\n  - {on: [handoff_requested], channel: ops}\nsteps:", 1))
+        async with running_worker(env, concurrency=1):
+            job = await env.create("manual")
+            await until(env, job["id"], "paused")
+            notifier = Notifier(env.svc)
+            await notifier.step()
+            await notifier.step()  # read again: still one message
+            await jobs.act(env.svc, job["id"], Action.RESUME, "olga")
+            await until(env, job["id"], "completed")
+            await notifier.step()
+    [post] = hook.posts
+    body = post.json()
+    assert body["event"] == "handoff_requested" and body["subject"] == f"A person is needed: manual (job {job['id']})"
+    assert "Accept the new terms, then press Resume" in body["text"]

@@ -85,13 +85,13 @@ async def test_give_back_ends_control_and_the_job_still_waits(env: Env) -> None:
         await page.goto(f"{url}/jobs/{job['id']}")
         await page.get_by_role("button", name="Take control").click()
         bar = page.locator("[data-role=control-bar]")
-        await expect(bar.get_by_role("button", name="Resume")).to_be_visible()  # a paused job
+        await expect(page.get_by_role("button", name="Resume")).to_be_visible()  # a paused job
         await bar.get_by_role("button", name="Give back").click()
         await expect(page.get_by_text("You are in control")).to_be_hidden()
         await expect(page.get_by_role("button", name="Take control")).to_be_visible()
         assert await control.holder(env.svc.redis, job["id"]) is None
         await page.get_by_role("button", name="Take control").click()
-        await bar.get_by_role("button", name="Resume").click()
+        await page.get_by_role("button", name="Resume").click()
         done = await until(env, job["id"], "completed", "failed")
         await expect(page.get_by_role("button", name="Take control")).to_be_hidden()
     assert done["handoff"]["outcome"] == "resumed"

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from orchestrator import auth
-from orchestrator.approvers import Person, may_decide
+from orchestrator.approvers import Person, may_decide, readable
 from orchestrator.errors import InvalidInput
 from orchestrator.runbooks.loader import RunbookInvalid, parse
 from orchestrator.runbooks.steps import Approval
@@ -96,3 +96,32 @@ def test_a_token_decides_as_its_owner_with_the_owners_roles() -> None:
     assert may_decide(request, Person("carol"), True)
     assert not may_decide(request, Person("carol"), False)  # without job:approve
     assert not may_decide({**request, "decision": "rejected"}, Person("carol"), True)
+
+
+def test_a_record_that_cannot_be_read_is_decided_by_nobody() -> None:
+    ann = Person("ann", frozenset({"approver", "finance"}))
+    asked = {"message": "Pay?", "approvers": ["role:finance"], "required": 1, "votes": []}
+    assert may_decide(asked, ann, True)
+    for damaged in (
+        "not a record",
+        None,
+        asked | {"approvers": "role:finance"},  # a string, not a list: its letters would match nobody or anyone
+        asked | {"approvers": []},
+        asked | {"approvers": [None]},
+        asked | {"required": "2"},
+        asked | {"required": 0},
+        asked | {"required": True},
+        asked | {"votes": {"by": "bob"}},
+        asked | {"votes": [{"by": 5, "at": "2026-01-01T00:00:00Z"}]},
+        asked | {"votes": [{"by": "bob", "at": 5}]},
+    ):
+        assert not readable(damaged), damaged
+        assert not may_decide(damaged, ann, True), damaged
+    assert readable({}) and readable(asked | {"approvers": None, "required": None, "votes": None})
+
+
+def test_only_users_count_where_several_people_must_approve() -> None:
+    service, shell = Person("token:robot"), Person("cli:root")
+    assert may_decide({"required": 1}, service, True) and may_decide({}, shell, True)
+    assert not may_decide({"required": 2}, service, True) and not may_decide({"required": 2}, shell, True)
+    assert may_decide({"required": 2}, Person("ann"), True)

@@ -2,7 +2,7 @@
  * with job:control takes control of its live browser from the job page. The live frame becomes the
  * surface: a click there clicks the page at the same spot, the wheel scrolls it and keys typed while
  * the frame has focus go to it (POST /api/v1/jobs/{id}/input, one request at a time, in order).
- * Give back, Resume or the job going on end it. Standard DOM events only; nothing typed is kept here
+ * Give back, Resume (the header's) or the job going on end it. Standard DOM events only; nothing typed is kept here
  * longer than the ~50 ms it waits to be sent with the characters typed next to it. */
 
 import { $, api, el, toast } from "./kit.js";
@@ -58,7 +58,6 @@ export function initControl(section, base, status, showFrame) {
     bar.hidden = !waiting;
     role("control-take").hidden = held;
     role("control-state").hidden = role("control-give").hidden = !held;
-    role("control-resume").hidden = !held || status() !== "paused";
   }
 
   // A page that does not change sends no new frame: show the latest one (kept a minute after the
