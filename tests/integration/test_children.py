@@ -18,7 +18,7 @@ inputs:
   fail: {type: boolean, default: false}
 steps:
   - {id: double, action: set, values: {twice: "{{ inputs.n * 2 }}"}}
-  - {id: maybe-fail, action: assert, url: "never-there", when: "{{ inputs.fail }}", timeout: 1}
+  - {id: maybe-fail, action: assert, url: "never-there", when: "{{ inputs.fail }}", timeout: 15}
 outputs:
   twice: "{{ captured.twice }}"
 """
