@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import textwrap
@@ -78,9 +79,16 @@ def test_run_with_a_bad_input_names_it_and_exits_2(dev_with_redis: DevApp) -> No
 
 
 def test_cancel_from_the_command_line_and_a_second_cancel_is_refused(dev_with_redis: DevApp) -> None:
-    created = orchestrator("run", "demo-status", "--input", "settle_seconds=30", env=dev_with_redis.env)
-    job_id = re.search(r"^job (\w+) ", created.stdout, re.MULTILINE)
-    assert job_id, created.stdout + created.stderr
+    """A job scheduled for tomorrow (it cannot end by itself first, however loaded the machine)."""
+
+    async def scheduled() -> str:
+        async with dev_with_redis.api("operator") as http:
+            made = await http.post("/api/v1/runbooks/demo-status/jobs", json={"run_at": "2099-01-01T00:00:00Z"})
+        assert made.status_code == 201, made.text
+        assert made.json()["status"] == "scheduled"
+        return str(made.json()["id"])
+
+    job_id = ["", asyncio.run(scheduled())]
     first = orchestrator("cancel", job_id[1], "--comment", "not today", env=dev_with_redis.env)
     assert first.returncode == 0, first.stderr
     assert f"job {job_id[1]} cancelled" in first.stdout
