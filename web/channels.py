@@ -11,7 +11,6 @@ from starlette.routing import Route
 
 from orchestrator import channels
 from orchestrator.auth import CHANNELS
-from orchestrator.errors import InvalidInput
 from orchestrator.schemas.channels import ChannelBody
 from orchestrator.schemas.common import validated
 from orchestrator.services import Services
@@ -32,10 +31,8 @@ async def list_channels(request: Request) -> JSONResponse:
 
 async def add_channel(request: Request) -> JSONResponse:
     body = validated(ChannelBody, await json_body(request))
-    given = {kind: value for kind in channels.KINDS if (value := getattr(body, kind)) is not None}
-    if len(given) != 1:
-        raise InvalidInput({"email": "give exactly one of email, slack or webhook"})
-    [(kind, target)] = given.items()
+    # ChannelBody already refused anything but exactly one of email, slack or webhook
+    [(kind, target)] = [(k, v) for k in channels.KINDS if (v := getattr(body, k)) is not None]
     svc = _svc(request)
     actor = require(request).actor
     made = await channels.add(
